@@ -36,7 +36,7 @@ def _dtype_kwargs(dtype: torch.dtype) -> dict:
     return {"dtype": dtype} if _transformers_version() >= (4, 56) else {"torch_dtype": dtype}
 
 
-def _load_model(cls, folder: str, dtype: torch.dtype, device: torch.device | str):
+def _load_model(cls, folder: str | os.PathLike, dtype: torch.dtype, device: torch.device | str):
     if not os.path.isdir(folder):
         raise ValueError(f"CLIP model folder {folder!r} does not exist; expected a transformers model folder "
                          "(config.json + model.safetensors).")
@@ -46,24 +46,26 @@ def _load_model(cls, folder: str, dtype: torch.dtype, device: torch.device | str
     return model.to(device).eval()
 
 
-def load_clip_text_encoder(folder: str, dtype: torch.dtype, device: torch.device | str) -> CLIPTextModelWithProjection:
+def load_clip_text_encoder(
+    folder: str | os.PathLike, dtype: torch.dtype, device: torch.device | str
+) -> CLIPTextModelWithProjection:
     """Load a CLIPTextModelWithProjection from a local transformers folder, in eval mode."""
     return _load_model(CLIPTextModelWithProjection, folder, dtype, device)
 
 
 def load_clip_image_encoder(
-    folder: str, dtype: torch.dtype, device: torch.device | str
+    folder: str | os.PathLike, dtype: torch.dtype, device: torch.device | str
 ) -> CLIPVisionModelWithProjection:
     """Load a CLIPVisionModelWithProjection from a local transformers folder, in eval mode."""
     return _load_model(CLIPVisionModelWithProjection, folder, dtype, device)
 
 
-def load_clip_tokenizer(folder: str) -> CLIPTokenizer:
+def load_clip_tokenizer(folder: str | os.PathLike) -> CLIPTokenizer:
     """Load the CLIP BPE tokenizer (vocab.json, merges.txt, ...) from a local folder."""
     return CLIPTokenizer.from_pretrained(folder, local_files_only=True)
 
 
-def load_clip_image_processor(folder: str) -> CLIPImageProcessor:
+def load_clip_image_processor(folder: str | os.PathLike) -> CLIPImageProcessor:
     """Load the CLIPImageProcessor (preprocessor_config.json) from a local folder."""
     return CLIPImageProcessor.from_pretrained(folder, local_files_only=True)
 

@@ -45,7 +45,7 @@ def _merges() -> list[tuple[str, str]]:
     return merges
 
 
-def make_clip_tokenizer(path: str) -> str:
+def make_clip_tokenizer(path: str | os.PathLike) -> str | os.PathLike:
     """Write a tiny CLIP BPE tokenizer folder loadable by transformers' CLIPTokenizer (4.5x and 5.x).
 
     Vocabulary layout as in OpenAI's CLIP: 256 byte characters, their "</w>" variants, the merges, then
