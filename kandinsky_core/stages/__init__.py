@@ -1,0 +1,1 @@
+"""Stage functions: the steps of the Kandinsky pipelines, each a node in the ComfyUI graph."""

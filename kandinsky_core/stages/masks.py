@@ -1,0 +1,48 @@
+"""Inpainting masks: ComfyUI MASK (1 = repaint) to the 2.x inpaint UNet's latent keep-mask."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def invert_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Swap repaint and keep (for masks drawn in the old Kandinsky convention, black = repaint)."""
+    return 1.0 - mask
+
+
+def as_mask_batch(mask: torch.Tensor) -> torch.Tensor:
+    """MASK (H, W) / (B, H, W) / (B, 1, H, W) -> (B, 1, H, W) float."""
+    if mask.ndim == 2:
+        mask = mask[None]
+    if mask.ndim == 3:
+        mask = mask[:, None]
+    if mask.ndim != 4 or mask.shape[1] != 1:
+        raise ValueError(f"A mask must be (H, W), (B, H, W) or (B, 1, H, W), got {tuple(mask.shape)}.")
+    return mask.float()
+
+
+def erode_keep_region(keep: torch.Tensor) -> torch.Tensor:
+    """Shrink the keep region by one pixel towards 6 neighbours, exactly like diffusers' prepare_mask.
+
+    Every position that is not kept clears (-1,0), (0,-1), (-1,-1), (+1,0), (0,+1), (+1,+1) around it.
+    keep: B, 1, h, w with values 0/1.
+    """
+    drop = (keep != 1).float()
+    padded = F.pad(drop, (1, 1, 1, 1))  # B, 1, h+2, w+2
+    h, w = keep.shape[-2:]
+    cleared = torch.zeros_like(drop)
+    # a position p is cleared when p + offset is a dropped position, offset in the mirrored set
+    for di, dj in ((1, 0), (0, 1), (1, 1), (-1, 0), (0, -1), (-1, -1)):
+        cleared = torch.maximum(cleared, padded[..., 1 + di : 1 + di + h, 1 + dj : 1 + dj + w])
+    return keep * (1.0 - cleared)
+
+
+def latent_keep_mask(mask: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
+    """ComfyUI MASK (1 = repaint, any size) -> eroded keep-mask (B, 1, h, w) at latent size (spec §4.8)."""
+    mask = as_mask_batch(mask)
+    if mask.min() < 0 or mask.max() > 1:
+        raise ValueError("Mask values must be in [0, 1] (1 = repaint).")
+    binary = (mask >= 0.5).float()
+    keep = 1.0 - binary
+    keep = F.interpolate(keep, size=latent_size, mode="nearest")
+    return erode_keep_region(keep)
