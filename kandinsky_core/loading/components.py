@@ -13,7 +13,7 @@ from ..configs.prior import PriorConfig
 from ..configs.scheduler import SchedulerConfig
 from ..configs.unet import UNetConfig, detect_unet_variant
 from ..models import clip
-from ..models.movq import MoVQ
+from ..models.movq import MoVQ, rename_legacy_attention_keys
 from ..models.prior import KandinskyPrior
 from ..models.unet import KandinskyUNet
 from .repo import component_dir, read_component_config, read_json, read_model_index
@@ -126,6 +126,9 @@ def load_decoder(repo_dir: str | Path, dtype: torch.dtype = torch.float32,
 def load_movq(repo_dir: str | Path, dtype: torch.dtype = torch.float32, version: str = "2.2") -> MoVQModel:
     repo = Path(repo_dir)
     folder = component_dir(repo, "movq")
-    config = MoVQConfig.from_dict(read_component_config(folder))
-    movq = _load_module(folder, lambda: MoVQ(config), "movq", f"Kandinsky {version} MoVQ", dtype)
+    # checkpoints saved by older diffusers name the attention projections query/key/value/proj_attn
+    state_dict = rename_legacy_attention_keys(read_component_weights(folder))
+    has_quantizer = "quantize.embedding.weight" in state_dict  # the Kandinsky 3 MoVQ has no codebook
+    config = MoVQConfig.from_dict(read_component_config(folder), has_quantizer=has_quantizer)
+    movq = _load_module(folder, lambda: MoVQ(config), "movq", f"Kandinsky {version} MoVQ", dtype, state_dict)
     return MoVQModel(name=repo.name, version=version, movq=movq, dtype=dtype)
