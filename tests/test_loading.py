@@ -65,7 +65,9 @@ class Tiny(nn.Module):
         self.proj = nn.Linear(width, width)
         self.norm = nn.LayerNorm(width)
         self.register_buffer("steps", torch.arange(3), persistent=True)
-        self.register_buffer("freqs", torch.linspace(0.0, 1.0, width), persistent=False)
+        # arange, not linspace: a library that wraps torch.linspace while torch first caches its device
+        # constructors makes linspace ignore `with torch.device("meta")` for the rest of the process
+        self.register_buffer("freqs", torch.arange(width, dtype=torch.float32) / width, persistent=False)
 
     def forward(self, x):
         return self.norm(self.proj(x)) * self.freqs
