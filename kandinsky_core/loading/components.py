@@ -108,7 +108,7 @@ def load_decoder(repo_dir: str | Path, dtype: torch.dtype = torch.float32,
     if variant.version == "2.1":
         from ..models import mclip
 
-        text_encoder = mclip.load_mclip(component_dir(repo, "text_encoder"), dtype, "cpu")
+        text_encoder = _load_mclip(component_dir(repo, "text_encoder"), dtype)
         tokenizer = mclip.load_xlmr_tokenizer(component_dir(repo, "tokenizer"))
     decoder = DecoderUNet(
         name=repo.name,
@@ -121,6 +121,25 @@ def load_decoder(repo_dir: str | Path, dtype: torch.dtype = torch.float32,
         tokenizer=tokenizer,
     )
     return decoder, load_movq(repo, movq_dtype or dtype, version=index.version)
+
+
+def _load_mclip(folder: Path, dtype: torch.dtype) -> nn.Module:
+    """The 2.1 M-CLIP text encoder through the strict loader, with diffusers' (eager) XLM-R attention."""
+    from ..models import mclip
+
+    config = mclip.MCLIPConfig.from_dict(read_component_config(folder))
+    state_dict = read_component_weights(folder)
+    for key in mclip._LEGACY_BUFFER_KEYS:  # index buffers older transformers saved; rebuilt at construction
+        state_dict.pop(key, None)
+    model = _load_module(folder, lambda: mclip.MultilingualTextEncoder(config), "text_encoder",
+                         "Kandinsky 2.1 M-CLIP text encoder", dtype, state_dict)
+    # diffusers' MultilingualCLIP does not support SDPA, so it always runs eager attention; SDPA differs by
+    # ~1e-7, which the decoder amplifies past pixel parity.
+    if hasattr(model.transformer, "set_attn_implementation"):
+        model.transformer.set_attn_implementation("eager")
+    else:  # older transformers without set_attn_implementation
+        model.transformer.config._attn_implementation = "eager"
+    return model
 
 
 def load_movq(repo_dir: str | Path, dtype: torch.dtype = torch.float32, version: str = "2.2") -> MoVQModel:

@@ -25,16 +25,28 @@ def decoder_conditioning(unet: DecoderUNet, embeds: Embeds, batch: int, cfg: boo
     image = image.to(device=device, dtype=unet.dtype)
     if unet.version != "2.1":
         return DecoderConditioning(image)
-    from ..models.mclip import encode_text  # 2.1 only
-
-    prompts = [embeds.prompts[i % len(embeds.prompts)] if embeds.prompts else "" for i in range(batch)]
-    pooled, hidden, _ = encode_text(unet.text_encoder, unet.tokenizer, prompts)
+    pooled, hidden = _encode_texts(unet, _texts(embeds.prompts, batch))
     if cfg:
-        negatives = [embeds.negative_prompts[i % len(embeds.negative_prompts)] if embeds.negative_prompts else ""
-                     for i in range(batch)]
-        u_pooled, u_hidden, _ = encode_text(unet.text_encoder, unet.tokenizer, negatives)
+        u_pooled, u_hidden = _encode_texts(unet, _texts(embeds.negative_prompts, batch))
         pooled, hidden = torch.cat([u_pooled, pooled]), torch.cat([u_hidden, hidden])
     return DecoderConditioning(image, pooled.to(device, unet.dtype), hidden.to(device, unet.dtype))
+
+
+def _texts(texts: tuple[str, ...], batch: int) -> list[str]:
+    """One text per latent row, reused cyclically like the embeds ("" when the embeds carry none)."""
+    return [texts[i % len(texts)] for i in range(batch)] if texts else [""] * batch
+
+
+def _encode_texts(unet: DecoderUNet, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """M-CLIP features per row, each distinct text encoded once (as diffusers encodes a prompt once and
+    repeats it for its images): pooled (B, 768) and token states (B, 77, 1024)."""
+    from ..models.mclip import encode_text  # 2.1 only
+
+    unique = list(dict.fromkeys(texts))
+    pooled, hidden, _ = encode_text(unet.text_encoder, unet.tokenizer, unique)
+    position = {text: i for i, text in enumerate(unique)}
+    rows = torch.tensor([position[t] for t in texts], device=pooled.device)
+    return pooled[rows], hidden[rows]
 
 
 def noise_init_latents(unet: DecoderUNet, scheduler, init: torch.Tensor, noise: torch.Tensor,
@@ -46,5 +58,6 @@ def noise_init_latents(unet: DecoderUNet, scheduler, init: torch.Tensor, noise: 
         t = int(scheduler.config.num_train_timesteps * denoise) - 2
         alphas_cumprod = torch.cumprod(1.0 - torch.linspace(0.0001, 0.02, 1000, dtype=torch.float32), dim=0)
         a = alphas_cumprod[t].to(device=init.device, dtype=init.dtype)
-        return a**0.5 * init + (1 - a) ** 0.5 * noise
+        # contiguous like diffusers' result (MoVQ latents come out channels-last; the layout changes conv rounding)
+        return (a**0.5 * init + (1 - a) ** 0.5 * noise).contiguous()
     return scheduler.add_noise(init, noise, timesteps[:1].repeat(batch))
