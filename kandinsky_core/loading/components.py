@@ -124,7 +124,7 @@ def load_decoder(repo_dir: str | Path, dtype: torch.dtype = torch.float32,
 
 
 def _load_mclip(folder: Path, dtype: torch.dtype) -> nn.Module:
-    """The 2.1 M-CLIP text encoder through the strict loader, with diffusers' (eager) XLM-R attention."""
+    """The 2.1 M-CLIP text encoder through the strict loader."""
     from ..models import mclip
 
     config = mclip.MCLIPConfig.from_dict(read_component_config(folder))
@@ -133,12 +133,6 @@ def _load_mclip(folder: Path, dtype: torch.dtype) -> nn.Module:
         state_dict.pop(key, None)
     model = _load_module(folder, lambda: mclip.MultilingualTextEncoder(config), "text_encoder",
                          "Kandinsky 2.1 M-CLIP text encoder", dtype, state_dict)
-    # diffusers' MultilingualCLIP does not support SDPA, so it always runs eager attention; SDPA differs by
-    # ~1e-7, which the decoder amplifies past pixel parity.
-    if hasattr(model.transformer, "set_attn_implementation"):
-        model.transformer.set_attn_implementation("eager")
-    else:  # older transformers without set_attn_implementation
-        model.transformer.config._attn_implementation = "eager"
     return model
 
 

@@ -102,8 +102,11 @@ class MCLIPConfig:
         return cls(**values)
 
     def to_xlmr_config(self) -> XLMRobertaConfig:
-        """The transformers config of the inner XLMRobertaModel (dropout off: inference only)."""
-        return XLMRobertaConfig(
+        """The transformers config of the inner XLMRobertaModel (dropout off: inference only).
+
+        Eager attention, as diffusers' MultilingualCLIP always runs: SDPA differs by ~1e-7, which the 2.1
+        decoder amplifies past pixel parity."""
+        config = XLMRobertaConfig(
             vocab_size=self.vocab_size,
             hidden_size=self.hidden_size,
             num_hidden_layers=self.num_hidden_layers,
@@ -117,6 +120,8 @@ class MCLIPConfig:
             layer_norm_eps=self.layer_norm_eps,
             pad_token_id=self.pad_token_id,
         )
+        config._attn_implementation = "eager"
+        return config
 
 
 # kandinsky-community/kandinsky-2-1 text_encoder/config.json (XLM-R large + Linear 1024 -> 768).
