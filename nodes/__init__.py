@@ -1,0 +1,43 @@
+"""The Kandinsky node classes (ComfyUI's classic node contract) and their registration tables."""
+from __future__ import annotations
+
+from .decoder_nodes import KandinskyUNetSampler
+from .embeds_nodes import KandinskyInterpolate
+from .image_nodes import KandinskyDepthHint, KandinskyMaskInvert
+from .loaders import KandinskyDecoderLoader, KandinskyPriorLoader
+from .movq_nodes import KandinskyMoVQDecode, KandinskyMoVQEncode
+from .paths import in_comfyui, register_comfy_folder
+from .prior_nodes import KandinskyImageEmbed, KandinskyPriorEmb2Emb, KandinskyPriorEncode
+
+NODE_CLASS_MAPPINGS = {
+    "KandinskyPriorLoader": KandinskyPriorLoader,
+    "KandinskyDecoderLoader": KandinskyDecoderLoader,
+    "KandinskyPriorEncode": KandinskyPriorEncode,
+    "KandinskyImageEmbed": KandinskyImageEmbed,
+    "KandinskyInterpolate": KandinskyInterpolate,
+    "KandinskyPriorEmb2Emb": KandinskyPriorEmb2Emb,
+    "KandinskyDepthHint": KandinskyDepthHint,
+    "KandinskyMaskInvert": KandinskyMaskInvert,
+    "KandinskyMoVQEncode": KandinskyMoVQEncode,
+    "KandinskyUNetSampler": KandinskyUNetSampler,
+    "KandinskyMoVQDecode": KandinskyMoVQDecode,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "KandinskyPriorLoader": "Kandinsky Prior Loader",
+    "KandinskyDecoderLoader": "Kandinsky Decoder Loader",
+    "KandinskyPriorEncode": "Kandinsky Prior (Text to Embeds)",
+    "KandinskyImageEmbed": "Kandinsky Image to Embeds",
+    "KandinskyInterpolate": "Kandinsky Interpolate Embeds",
+    "KandinskyPriorEmb2Emb": "Kandinsky Prior Emb2Emb (Image + Text)",
+    "KandinskyDepthHint": "Kandinsky Depth Hint",
+    "KandinskyMaskInvert": "Kandinsky Mask Invert",
+    "KandinskyMoVQEncode": "Kandinsky MoVQ Encode",
+    "KandinskyUNetSampler": "Kandinsky UNet Sampler",
+    "KandinskyMoVQDecode": "Kandinsky MoVQ Decode",
+}
+
+if in_comfyui():  # the only import-time side effect: make models/kandinsky a ComfyUI model folder
+    register_comfy_folder()
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -1,0 +1,80 @@
+"""Pick the host runtime for a node call: ComfyUI's model management inside ComfyUI, plain torch outside.
+
+Outside ComfyUI the device is KANDINSKY_DEVICE (e.g. "cpu", "cuda:1") or the core's default, and
+`set_progress_hook` / `interrupt` stand in for ComfyUI's progress bar and Cancel button.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Callable
+
+import torch
+
+from ..kandinsky_core.runtime import Interrupted, LocalRuntime, Runtime, default_device
+from .paths import in_comfyui
+
+DEVICE_ENV_VAR = "KANDINSKY_DEVICE"
+
+_hook: Callable[[int, int], None] | None = None
+_interrupt = threading.Event()
+
+
+def set_progress_hook(hook: Callable[[int, int], None] | None) -> None:
+    """Outside ComfyUI: call `hook(step, total)` after every sampling step (it may raise to stop the run)."""
+    global _hook
+    _hook = hook
+
+
+def interrupt() -> None:
+    """Outside ComfyUI: stop the running stage after its current step (thread-safe)."""
+    _interrupt.set()
+
+
+def _local_progress(step: int, total: int) -> None:
+    if _interrupt.is_set():
+        _interrupt.clear()
+        raise Interrupted(f"Kandinsky run interrupted at step {step}/{total}")
+    if _hook is not None:
+        _hook(step, total)
+
+
+def _local_device() -> torch.device:
+    name = os.environ.get(DEVICE_ENV_VAR)
+    return torch.device(name) if name else default_device()
+
+
+def load_device(role: str) -> torch.device:
+    """The device a model of `role` ("prior", "unet", "movq") runs on; picks the `auto` dtype."""
+    if in_comfyui():
+        from . import comfy_runtime
+
+        return comfy_runtime.devices(role)[0]
+    return _local_device()
+
+
+def runtime_for(owner: object, role: str) -> Runtime:
+    """The runtime for one node call on `owner`'s modules (a PriorModels, DecoderUNet or MoVQModel)."""
+    if in_comfyui():
+        from . import comfy_runtime
+
+        return comfy_runtime.ComfyRuntime(owner, role)
+    return LocalRuntime(_local_device(), on_progress=_local_progress)
+
+
+def output_device() -> torch.device:
+    """Where IMAGE / MASK / LATENT outputs go: ComfyUI's intermediate device, else the CPU."""
+    if in_comfyui():
+        import comfy.model_management
+
+        return comfy.model_management.intermediate_device()
+    return torch.device("cpu")
+
+
+def release(owners: tuple) -> None:
+    """A loader let go of these bundles: inside ComfyUI unload them from the GPU now (else refcounting frees them)."""
+    if in_comfyui():
+        from . import comfy_runtime
+
+        for owner in owners:
+            comfy_runtime.release(owner)

@@ -1,0 +1,268 @@
+"""The pack inside ComfyUI: folder registration, model management, progress bar and Cancel.
+
+CI has no ComfyUI, so the first tests stand in minimal fakes of the ComfyUI modules the pack calls
+(`folder_paths`, `comfy.model_management`, `comfy.model_patcher`, `comfy.utils`) with the signatures of
+ComfyUI 0.3.64. With COMFYUI_PATH set, the last test runs the same checks in a subprocess against the real
+modules of that checkout (CPU mode).
+"""
+import gc
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+import types
+
+import pytest
+import torch
+from tiny_models.node_repos import DECODER, PRIOR, REPO_NAMES, call, tiny_model_dir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Interrupt(Exception):
+    """Stands in for comfy.model_management.InterruptProcessingException."""
+
+
+class FakeComfy:
+    """Records what the pack asks of ComfyUI."""
+
+    def __init__(self, models_dir):
+        self.patchers, self.loads, self.bars, self.cancel_at = [], [], [], None
+        self.interrupted = False
+        self.device_calls = {"torch": 0, "vae": 0}
+
+        fp = types.ModuleType("folder_paths")
+        fp.models_dir = str(models_dir)
+        fp.folder_names_and_paths = {}
+
+        def add_model_folder_path(name, path, is_default=False):  # as ComfyUI 0.3.64
+            if name in fp.folder_names_and_paths:
+                paths = fp.folder_names_and_paths[name][0]
+                if path not in paths:
+                    paths.insert(0, path) if is_default else paths.append(path)
+            else:
+                fp.folder_names_and_paths[name] = ([path], set())
+
+        fp.add_model_folder_path = add_model_folder_path
+        fp.get_folder_paths = lambda name: fp.folder_names_and_paths[name][0][:]
+        self.folder_paths = fp
+
+        mm = types.ModuleType("comfy.model_management")
+        mm.InterruptProcessingException = Interrupt
+
+        def get_torch_device():
+            self.device_calls["torch"] += 1
+            return torch.device("cpu")
+
+        def vae_device():
+            self.device_calls["vae"] += 1
+            return torch.device("cpu")
+
+        def throw_exception_if_processing_interrupted():
+            if self.interrupted:
+                self.interrupted = False
+                raise Interrupt()
+
+        def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
+                            force_full_load=False):
+            self.loads.append((list(models), force_full_load))
+            for patcher in models:
+                patcher.model.to(patcher.load_device)
+
+        mm.get_torch_device, mm.vae_device = get_torch_device, vae_device
+        mm.unet_offload_device = mm.vae_offload_device = mm.intermediate_device = lambda: torch.device("cpu")
+        mm.throw_exception_if_processing_interrupted = throw_exception_if_processing_interrupted
+        mm.load_models_gpu = load_models_gpu
+
+        fake = self
+
+        class ModelPatcher:
+            def __init__(self, model, load_device, offload_device, size=0, weight_inplace_update=False):
+                self.model, self.load_device, self.offload_device = model, load_device, offload_device
+                self.detached = False
+                if not hasattr(model, "device"):
+                    model.device = offload_device  # what the real ModelPatcher does to the module it manages
+                fake.patchers.append(self)
+
+            def detach(self, unpatch_all=True):
+                self.model.to(self.offload_device)
+                self.detached = True
+                return self.model
+
+        mp = types.ModuleType("comfy.model_patcher")
+        mp.ModelPatcher = ModelPatcher
+
+        class ProgressBar:
+            def __init__(self, total, node_id=None):
+                self.total, self.values = total, []
+                fake.bars.append(self)
+
+            def update_absolute(self, value, total=None, preview=None):
+                self.values.append(value)
+                if fake.cancel_at == value:  # the user pressed Cancel; the server's hook then raises
+                    fake.interrupted = True
+                    throw_exception_if_processing_interrupted()
+
+        utils = types.ModuleType("comfy.utils")
+        utils.ProgressBar = ProgressBar
+
+        comfy = types.ModuleType("comfy")
+        comfy.__path__ = []
+        comfy.model_management, comfy.model_patcher, comfy.utils = mm, mp, utils
+        self.modules = {"folder_paths": fp, "comfy": comfy, "comfy.model_management": mm,
+                        "comfy.model_patcher": mp, "comfy.utils": utils}
+
+
+@pytest.fixture
+def comfy(pack, tmp_path, monkeypatch):
+    """Fake ComfyUI modules in sys.modules, with models/kandinsky/ holding a copy of one decoder and the
+    tiny models folder registered as an extra_model_paths.yaml entry (before the pack loads, as ComfyUI does)."""
+    fake = FakeComfy(tmp_path / "models")
+    (tmp_path / "models" / "kandinsky").mkdir(parents=True)
+    (tmp_path / "models" / "kandinsky" / "own-decoder").symlink_to(tiny_model_dir() / DECODER)
+    fake.folder_paths.add_model_folder_path("kandinsky", str(tiny_model_dir()))
+    for name, module in fake.modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.delenv("KANDINSKY_MODEL_DIR", raising=False)
+    yield fake
+    added = [n for n in sys.modules if n.startswith("kandinsky_pack_comfy")]
+    for name in added + ["kandinsky_pack.nodes.comfy_runtime"]:
+        sys.modules.pop(name, None)
+    if hasattr(pack.nodes, "comfy_runtime"):
+        del pack.nodes.comfy_runtime
+    gc.collect()
+
+
+def import_fresh_pack(name="kandinsky_pack_comfy"):
+    """Import the pack as ComfyUI's custom node loader does (a new module, so import-time code runs)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "__init__.py"),
+                                                  submodule_search_locations=[ROOT])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_import_registers_the_model_folder(comfy):
+    pack = import_fresh_pack()
+    paths = comfy.folder_paths.get_folder_paths("kandinsky")
+    assert paths == [str(tiny_model_dir()), os.path.join(comfy.folder_paths.models_dir, "kandinsky")]
+    decoders = pack.NODE_CLASS_MAPPINGS["KandinskyDecoderLoader"].INPUT_TYPES()["required"]["decoder_name"][0]
+    assert decoders == sorted(REPO_NAMES[k] for k in ("decoder22", "inpaint22", "depth22")) + ["own-decoder"]
+    unet, _ = call(pack.NODE_CLASS_MAPPINGS["KandinskyDecoderLoader"], decoder_name="own-decoder", dtype="auto")
+    assert unet.variant.task == "text2img" and unet.dtype == torch.float32  # auto on a CPU torch device
+
+
+def test_model_management_progress_and_cancel(pack, comfy):
+    nodes = pack.NODE_CLASS_MAPPINGS
+    core_prior = importlib.import_module("kandinsky_pack.kandinsky_core.stages.prior")
+    core_decoder = importlib.import_module("kandinsky_pack.kandinsky_core.stages.decoder")
+    local = importlib.import_module("kandinsky_pack.kandinsky_core.runtime").LocalRuntime("cpu")
+    prior_loader, decoder_loader = nodes["KandinskyPriorLoader"](), nodes["KandinskyDecoderLoader"]()
+    prior = call(prior_loader, prior_name=PRIOR, dtype="fp32")[0]
+    unet, movq = call(decoder_loader, decoder_name=DECODER, dtype="fp32")
+
+    def run():
+        embeds = call(nodes["KandinskyPriorEncode"], prior=prior, prompt="a cat", negative_prompt="", seed=1, steps=3,
+                      guidance_scale=4.0, batch_size=1)[0]
+        latent = call(nodes["KandinskyUNetSampler"], unet=unet, embeds=embeds,
+                      latent={"samples": torch.zeros(1, 4, 8, 8)}, seed=2, steps=4, guidance_scale=4.0,
+                      sampler="ddim", denoise=1.0)[0]
+        return embeds, latent, call(nodes["KandinskyMoVQDecode"], movq=movq, latent=latent)[0]
+
+    embeds, latent, image = run()
+    ref_embeds = core_prior.prior_encode(prior, "a cat", None, generator=torch.Generator().manual_seed(1), steps=3,
+                                         guidance_scale=4.0, runtime=local)
+    ref = core_decoder.sample(unet, ref_embeds, torch.zeros(1, 4, 8, 8), generator=torch.Generator().manual_seed(2),
+                              steps=4, sampler="ddim", runtime=local)
+    assert torch.equal(embeds.image_embeds, ref_embeds.image_embeds) and torch.equal(latent["samples"], ref)
+
+    # every core module wrapped once, loaded whole, through load_models_gpu
+    managed = [p.model.inner for p in comfy.patchers]
+    assert len(managed) == 5
+    assert {id(m) for m in managed} == {id(m) for m in prior.modules() + unet.modules() + movq.modules()}
+    assert all(full for _, full in comfy.loads)
+    assert all(not hasattr(m, "model_lowvram") and "device" not in vars(m) for m in managed)  # core modules untouched
+    assert comfy.device_calls["vae"] > 0  # the MoVQ follows ComfyUI's VAE placement
+    assert [(b.total, b.values) for b in comfy.bars] == [(3, [1, 2, 3]), (4, [1, 2, 3, 4])]
+
+    # Cancel during step 2 stops the sampler; the next run works and is unchanged
+    comfy.cancel_at = 2
+    with pytest.raises(Interrupt):
+        run()
+    assert comfy.bars[-1].values == [1, 2]
+    comfy.cancel_at = None
+    again = run()
+    assert torch.equal(again[2], image)
+    assert len(comfy.patchers) == 5  # patchers are reused, not re-created per run
+
+    # choosing another model lets go of the old one and unloads it now
+    old = [p for p in comfy.patchers if p.model.inner is unet.unet]
+    call(decoder_loader, decoder_name=DECODER, dtype="bf16")
+    assert old and all(p.detached for p in old)
+
+
+COMFY_SCRIPT = textwrap.dedent('''
+    import gc, importlib.util, os, sys
+    sys.argv = [sys.argv[0], "--cpu"]
+    import comfy.options
+    comfy.options.enable_args_parsing()
+    import folder_paths, comfy.model_management as mm, comfy.utils, torch
+    folder_paths.add_model_folder_path("kandinsky", os.environ["TINY_MODELS"])  # as extra_model_paths.yaml
+    spec = importlib.util.spec_from_file_location("kandinsky_pack", os.path.join(os.environ["PACK"], "__init__.py"),
+                                                  submodule_search_locations=[os.environ["PACK"]])
+    pack = importlib.util.module_from_spec(spec); sys.modules["kandinsky_pack"] = pack; spec.loader.exec_module(pack)
+    assert folder_paths.get_folder_paths("kandinsky")[-1] == os.path.join(folder_paths.models_dir, "kandinsky")
+    N = pack.NODE_CLASS_MAPPINGS
+    def call(node, **kw):
+        node = node() if isinstance(node, type) else node
+        return getattr(node, node.FUNCTION)(**kw)
+    prior_loader, decoder_loader = N["KandinskyPriorLoader"](), N["KandinskyDecoderLoader"]()
+    prior = call(prior_loader, prior_name=os.environ["PRIOR"], dtype="auto")[0]
+    unet, movq = call(decoder_loader, decoder_name=os.environ["DECODER"], dtype="auto")
+    steps = []
+    cancel = {"at": None}
+    def hook(value, total, preview, prompt_id=None, node_id=None):  # what the server installs
+        steps.append(value)
+        if value == cancel["at"]:
+            mm.interrupt_current_processing(True)
+        mm.throw_exception_if_processing_interrupted()
+    comfy.utils.set_progress_bar_global_hook(hook)
+    def run():
+        e = call(N["KandinskyPriorEncode"], prior=prior, prompt="a cat", negative_prompt="", seed=1, steps=3,
+                 guidance_scale=4.0, batch_size=1)[0]
+        l = call(N["KandinskyUNetSampler"], unet=unet, embeds=e, latent={"samples": torch.zeros(1, 4, 8, 8)}, seed=2,
+                 steps=4, guidance_scale=4.0, sampler="ddpm", denoise=1.0)[0]
+        return call(N["KandinskyMoVQDecode"], movq=movq, latent=l)[0]
+    first = run()
+    assert steps == [1, 2, 3, 1, 2, 3, 4], steps
+    loaded = [m.model.model.inner for m in mm.current_loaded_models]
+    assert all(any(x is m for x in loaded) for m in prior.modules() + unet.modules() + movq.modules()), loaded
+    cancel["at"] = 2
+    try:
+        run()
+        raise SystemExit("Cancel did not stop the run")
+    except mm.InterruptProcessingException:
+        pass
+    cancel["at"] = None
+    assert torch.equal(run(), first)
+    old = unet.unet
+    del unet, movq
+    call(decoder_loader, decoder_name=os.environ["DECODER"], dtype="bf16")
+    gc.collect()
+    assert not any(m.model.model.inner is old for m in mm.current_loaded_models if m.model is not None)
+    print("COMFY_OK")
+''')
+
+
+def test_inside_real_comfyui():
+    comfy_path = os.environ.get("COMFYUI_PATH")
+    if not comfy_path or not os.path.isfile(os.path.join(comfy_path, "comfy", "model_management.py")):
+        pytest.skip("set COMFYUI_PATH to a ComfyUI checkout (with its requirements installed) to run this test")
+    env = {**os.environ, "TINY_MODELS": str(tiny_model_dir()), "PACK": ROOT, "PRIOR": PRIOR, "DECODER": DECODER,
+           "PYTHONPATH": os.pathsep.join([comfy_path, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", COMFY_SCRIPT], cwd=comfy_path, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert "COMFY_OK" in result.stdout, result.stdout[-3000:] + result.stderr[-5000:]
