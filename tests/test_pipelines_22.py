@@ -200,3 +200,10 @@ def test_controlnet_img2img_matches_diffusers(repos, ours, sampler):
     latents = decoder.sample(unet, embeds_from(pos, neg), init, generator=gen(), steps=10, guidance_scale=4.0,
                              sampler=sampler, denoise=0.5, hint=depth_hint(hint.permute(0, 2, 3, 1)), runtime=RT)
     assert max_diff(movq_stage.decode(movq, latents, runtime=RT), ref) <= IMG_TOL
+
+
+def test_emb2emb_of_an_image_batch_gives_one_row_per_image(ours):
+    pictures = torch.cat([as_comfy_image(random_image(64, s)) for s in (1, 2)])
+    got = prior.emb2emb(ours["prior"], pictures, "horse", "blurry", strength=0.5, generator=gen(), steps=3, runtime=RT)
+    assert got.image_embeds.shape == got.negative_image_embeds.shape == (2, 32)
+    assert not torch.allclose(got.image_embeds[0], got.image_embeds[1])

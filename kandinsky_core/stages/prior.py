@@ -60,8 +60,10 @@ def _run(models: PriorModels, prompt: str, negative_prompt: str | None, *, gener
         raise ValueError(f"batch_size must be at least 1, got {n}.")
     runtime.load(models.modules())
     device = runtime.device()
-    prompts = [prompt] + ([negative_prompt] if negative_prompt is not None else [])
-    negatives = 2 * [negative_prompt] if negative_prompt is not None else None
+    # one prompt row per init image (emb2emb of an image batch); diffusers' layout otherwise
+    rows = 1 if init_embeds is None else init_embeds.shape[0]
+    prompts = [prompt] * rows + ([negative_prompt] * rows if negative_prompt is not None else [])
+    negatives = 2 * rows * [negative_prompt] if negative_prompt is not None else None
     batch = len(prompts) * n
     with torch.no_grad():
         text = _encode_text(models, prompts, negatives, n, guidance_scale > 1.0)
