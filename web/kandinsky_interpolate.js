@@ -66,7 +66,7 @@ function addPair(node, i) {
 
 function fitSize(node) {
   const [width, height] = node.computeSize();
-  node.setSize([Math.max(node.size[0], width), height]);
+  node.setSize([Math.max(node.size[0], width), height]); // keep a width the user chose, fit the height
   node.setDirtyCanvas?.(true, true);
 }
 
@@ -107,6 +107,7 @@ app.registerExtension({
       const result = onNodeCreated?.apply(this, arguments);
       for (let i = shownPairs(this); i > MIN_PAIRS && !pairUsed(this, i); i--) removePair(this, i);
       syncPairs(this);
+      fitSize(this);
       return result;
     };
 
