@@ -6,16 +6,16 @@ that names both versions.
 """
 import shutil
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from kandinsky_core.loading.components import load_decoder, load_prior
 from kandinsky_core.payloads import Embeds
 from kandinsky_core.runtime import LocalRuntime
 from kandinsky_core.stages import decoder, prior
 from kandinsky_core.stages import movq as movq_stage
+from tiny_models import parity
+from tiny_models.parity import as_comfy_image, max_diff, random_image
 from tiny_models.repos import build_decoder_repo, reference_pipeline
 from tiny_models.repos21 import build_decoder21_repo, build_prior21_repo, reference_scheduler21
 
@@ -26,11 +26,7 @@ RT = LocalRuntime("cpu")
 
 
 def gen(seed=SEED):
-    return torch.Generator("cpu").manual_seed(seed)
-
-
-def max_diff(a, b):
-    return float((torch.as_tensor(np.asarray(a)).float() - torch.as_tensor(np.asarray(b)).float()).abs().max())
+    return parity.gen(seed)
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +46,6 @@ def ours(repos):
         "decoder21": load_decoder(repos["decoder21"]),
         "inpaint21": load_decoder(repos["inpaint21"]),
     }
-
-
-def random_image(size, seed):
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-
-
-def as_comfy_image(pil):
-    return torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0)[None]
 
 
 def decoder_embeds(seed):

@@ -5,10 +5,8 @@ images must agree to 1e-4 in [0, 1], embeddings to 1e-5.
 """
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from kandinsky_core.configs.scheduler import SchedulerConfig
 from kandinsky_core.loading.components import load_decoder, load_prior
@@ -16,6 +14,8 @@ from kandinsky_core.runtime import LocalRuntime
 from kandinsky_core.stages import decoder, prior
 from kandinsky_core.stages import movq as movq_stage
 from kandinsky_core.stages.hints import depth_hint
+from tiny_models import parity
+from tiny_models.parity import as_comfy_image, max_diff, random_image
 from tiny_models.repos import (DDPM_LEARNED, build_decoder_repo, build_prior_repo, reference_pipeline,
                                reference_scheduler)
 
@@ -26,11 +26,7 @@ RT = LocalRuntime("cpu")
 
 
 def gen(seed=SEED):
-    return torch.Generator("cpu").manual_seed(seed)
-
-
-def max_diff(a, b):
-    return float((torch.as_tensor(np.asarray(a)).float() - torch.as_tensor(np.asarray(b)).float()).abs().max())
+    return parity.gen(seed)
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +44,6 @@ def ours(repos):
     for name in ("decoder22", "inpaint22", "depth22"):
         loaded[name] = load_decoder(repos[name])
     return loaded
-
-
-def random_image(size, seed):
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-
-
-def as_comfy_image(pil):
-    return torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0)[None]
 
 
 def with_sampler(unet, sampler, learned=False):

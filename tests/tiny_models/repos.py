@@ -34,8 +34,9 @@ DECODER_REPOS = {  # repo name -> (UNet kind, MoVQ kind, pipeline class)
 }
 
 
-def build_prior_repo(path: str | os.PathLike) -> Path:
-    """kandinsky-2-2-prior layout with diffusers' dummy prior components (spec §5.1)."""
+def build_prior_repo(path: str | os.PathLike, pipeline: str = "KandinskyV22PriorPipeline") -> Path:
+    """kandinsky-2-2-prior layout (or kandinsky-2-1-prior with `KandinskyPriorPipeline`) with diffusers'
+    dummy prior components (spec §5.1): both versions' dummies share the tiny prior and CLIP towers."""
     import diffusers
     from tiny_models.prior import (build_reference_clip_text, build_reference_clip_vision,
                                    build_reference_prior, make_clip_image_processor)
@@ -44,7 +45,7 @@ def build_prior_repo(path: str | os.PathLike) -> Path:
 
     path = Path(path)
     parts = path / "_parts"
-    pipe = diffusers.KandinskyV22PriorPipeline(
+    pipe = getattr(diffusers, pipeline)(
         prior=build_reference_prior(parts / "prior"),
         image_encoder=build_reference_clip_vision(parts / "image_encoder"),
         text_encoder=build_reference_clip_text(parts / "text_encoder"),

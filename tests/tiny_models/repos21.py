@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tiny_models.repos import DDIM_KANDINSKY, DDPM_LEARNED, UNCLIP_PRIOR
+from tiny_models.repos import DDIM_KANDINSKY, DDPM_LEARNED, build_prior_repo
 
 DECODER21_REPOS = {  # repo name -> (UNet kind, pipeline class)
     "decoder21": ("21", "KandinskyPipeline"),
@@ -20,24 +20,7 @@ DECODER21_REPOS = {  # repo name -> (UNet kind, pipeline class)
 
 def build_prior21_repo(path: str | os.PathLike) -> Path:
     """kandinsky-2-1-prior layout: the dummy prior (embedding_dim 32) with the tiny CLIP towers."""
-    import diffusers
-    from tiny_models.prior import (build_reference_clip_text, build_reference_clip_vision,
-                                   build_reference_prior, make_clip_image_processor)
-    from tiny_models.tokenizers import make_clip_tokenizer
-    from transformers import CLIPTokenizer
-
-    path = Path(path)
-    parts = path / "_parts"
-    pipe = diffusers.KandinskyPriorPipeline(
-        prior=build_reference_prior(parts / "prior"),
-        image_encoder=build_reference_clip_vision(parts / "image_encoder"),
-        text_encoder=build_reference_clip_text(parts / "text_encoder"),
-        tokenizer=CLIPTokenizer.from_pretrained(make_clip_tokenizer(parts / "tokenizer")),
-        scheduler=diffusers.UnCLIPScheduler(**UNCLIP_PRIOR),
-        image_processor=make_clip_image_processor(parts / "image_processor"),
-    )
-    pipe.save_pretrained(path / "repo")
-    return path / "repo"
+    return build_prior_repo(path, "KandinskyPriorPipeline")
 
 
 def build_decoder21_repo(path: str | os.PathLike, name: str) -> Path:
