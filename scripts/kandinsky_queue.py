@@ -64,15 +64,30 @@ def node_label(workflow: dict, node_id: str) -> str:
     return f'node {node_id} ({kind}{", " + repr(title) if title and title != kind else ""})'
 
 
+def node_ids(workflow: dict, ref: str) -> list[str]:
+    """The nodes a reference names: the node with that id, else the nodes with that title (any case)."""
+    if ref in workflow:
+        return [ref]
+    return [nid for nid, node in workflow.items() if node.get("_meta", {}).get("title", "").lower() == ref.lower()]
+
+
 def find_node(workflow: dict, ref: str) -> str:
     """A node id from an id or a node title (`_meta.title`, case-insensitive)."""
-    if ref in workflow:
-        return ref
-    matches = [nid for nid, node in workflow.items() if node.get("_meta", {}).get("title", "").lower() == ref.lower()]
+    matches = node_ids(workflow, ref)
     if len(matches) != 1:
         what = "no node" if not matches else f"several nodes ({', '.join(matches)})"
         raise UsageError(f"{what} with id or title {ref!r} in the workflow.")
     return matches[0]
+
+
+def split_at_node(workflow: dict, text: str, sep: str) -> tuple[str, str] | None:
+    """Split `text` at the first `sep` whose left part names a node (titles may contain `sep` themselves)."""
+    start = 0
+    while (index := text.find(sep, start)) != -1:
+        if node_ids(workflow, text[:index]):
+            return text[:index], text[index + len(sep):]
+        start = index + 1
+    return None
 
 
 def set_everywhere(workflow: dict, name: str, value, need_value: bool = True) -> list[str]:
@@ -119,11 +134,14 @@ def apply_overrides(workflow: dict, args: argparse.Namespace) -> None:
         for nid in sized:
             workflow[nid]["inputs"]["width"], workflow[nid]["inputs"]["height"] = args.size
     for item in args.set or []:
-        target, sep, value = item.partition("=")
-        ref, dot, name = target.rpartition(".")
-        if not sep or not dot or not ref or not name:
+        split = split_at_node(workflow, item, ".")
+        name, sep, value = split[1].partition("=") if split else ("", "", "")
+        if not split or not sep or not name:
+            ref = item.partition("=")[0].rpartition(".")[0]
+            if "=" in item and ref and not split:
+                find_node(workflow, ref)  # raises: no node (or several) with that id or title
             raise UsageError(f"--set expects NODE.INPUT=VALUE (NODE = id or title), got {item!r}.")
-        workflow[find_node(workflow, ref)].setdefault("inputs", {})[name] = parse_value(value)
+        workflow[find_node(workflow, split[0])].setdefault("inputs", {})[name] = parse_value(value)
 
 
 def image_targets(workflow: dict, specs: list[str]) -> list[tuple[str, Path]]:
@@ -131,18 +149,21 @@ def image_targets(workflow: dict, specs: list[str]) -> list[tuple[str, Path]]:
     loaders = sorted((nid for nid, node in workflow.items() if node.get("class_type") in IMAGE_LOADERS),
                      key=lambda nid: (len(nid), nid))
     targets, used = [], set()
+    kinds = " / ".join(IMAGE_LOADERS)
     for spec in specs:
-        ref, sep, path = spec.partition("=")
-        if sep and ref and not Path(spec).is_file():
-            nid = find_node(workflow, ref)
+        split = None if Path(spec).is_file() else split_at_node(workflow, spec, "=")
+        if split:
+            nid, path = find_node(workflow, split[0]), split[1]
             if workflow[nid].get("class_type") not in IMAGE_LOADERS:
-                raise UsageError(f"--image {spec!r}: {node_label(workflow, nid)} is not a {' / '.join(IMAGE_LOADERS)} node.")
+                raise UsageError(f"--image {spec!r}: {node_label(workflow, nid)} is not a {kinds} node.")
         else:
             path = spec
             free = [nid for nid in loaders if nid not in used]
+            if not loaders:
+                raise UsageError(f"--image {spec!r}: the workflow has no {kinds} node to put an image in.")
             if not free:
-                raise UsageError(f"--image {spec!r}: the workflow has {len(loaders)} image loader node(s) and all "
-                                 "already got an image; name the node as NODE=PATH.")
+                raise UsageError(f"--image {spec!r}: all {len(loaders)} image loader nodes already got an image; "
+                                 "name the node as NODE=PATH.")
             nid = free[0]
         if not Path(path).is_file():
             raise UsageError(f"--image {spec!r}: no such file {path!r}.")

@@ -85,7 +85,14 @@ def test_images_fill_loaders_in_order_or_by_node(tmp_path):
     loaders = sorted((k for k, n in wf.items() if n["class_type"] == "LoadImage"), key=int)
     assert kq.image_targets(wf, [str(a), str(b)]) == [(loaders[0], a), (loaders[1], b)]
     assert kq.image_targets(wf, [f"Image 2={a}"]) == [(loaders[1], a)]
-    with pytest.raises(kq.UsageError, match="all already got an image"):
+    depth = api("kandinsky-2-2-depth-image-to-image")  # a title with "=" in it
+    depth_map = next(k for k, n in depth.items() if n["_meta"]["title"] == "Depth map (near = bright)")
+    assert kq.image_targets(depth, [f"Depth map (near = bright)={a}"]) == [(depth_map, a)]
+    kq.apply_overrides(depth, args(set=["Depth map (near = bright).image=x=y.png", "Resize input image.crop=disabled"]))
+    assert depth[depth_map]["inputs"]["image"] == "x=y.png"
+    with pytest.raises(kq.UsageError, match="no LoadImage / LoadImageMask node"):
+        kq.image_targets(api("kandinsky-2-2-text-to-image"), [str(a)])
+    with pytest.raises(kq.UsageError, match="all 2 image loader nodes already got an image"):
         kq.image_targets(wf, [str(a), str(a), str(a)])
     with pytest.raises(kq.UsageError, match="is not a LoadImage / LoadImageMask node"):
         kq.image_targets(wf, [f"Save image={a}"])
