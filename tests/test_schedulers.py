@@ -292,7 +292,7 @@ def test_invalid_step_counts_raise(name, bad):
 def test_valid_edge_step_counts():
     assert make_scheduler(CONFIGS["prior_unclip"]).set_timesteps(2).tolist() == [999, 0]
     assert make_scheduler(CONFIGS["k22_ddpm"]).set_timesteps(1).tolist() == [1]
-    assert len(make_scheduler(CONFIGS["k21_ddim"]).set_timesteps(1000)) == 1000
+    assert len(make_scheduler(CONFIGS["k21_ddim"]).set_timesteps(999)) == 999  # 1000 would reach t = 1000
 
 
 def test_spec_reference_values():
@@ -343,3 +343,13 @@ def test_keys_a_class_ignores_are_ignored():
 def test_unsupported_configs_raise(cfg, match):
     with pytest.raises(ValueError, match=match):
         SchedulerConfig.from_dict(cfg)
+
+
+def test_steps_beyond_the_training_schedule_are_a_clear_error():
+    from kandinsky_core.configs.scheduler import KANDINSKY_2_2_DDPM_SCHEDULER
+    from kandinsky_core.schedulers import make_scheduler
+
+    scheduler = make_scheduler(KANDINSKY_2_2_DDPM_SCHEDULER)
+    assert int(scheduler.set_timesteps(999).max()) == 999
+    with pytest.raises(ValueError, match="at most 999"):
+        scheduler.set_timesteps(1000)

@@ -93,6 +93,11 @@ class DiscreteScheduler:
                 f"[{self.min_steps}, {total}], got {n!r}"
             )
         grid = self._grid(int(n))
+        if grid.max() >= total:  # e.g. leading spacing with steps_offset 1 and n = total reaches t = total
+            raise ValueError(
+                f"{self.config.class_name}: {n} steps with steps_offset={self.config.steps_offset} reach timestep "
+                f"{int(grid.max())}, beyond the {total}-step training schedule; use fewer steps (at most {n - 1})."
+            )
         self.num_inference_steps = int(n)
         self.timesteps = torch.from_numpy(grid)
         self._timestep_list = grid.tolist()
