@@ -1,4 +1,4 @@
-"""Kandinsky for ComfyUI: Kandinsky 2.x as native PyTorch nodes (see docs/NODES.md).
+"""Kandinsky for ComfyUI: Kandinsky 2.x as native PyTorch nodes (see README.md).
 
 ComfyUI imports this file as the custom node pack; the nodes live in nodes/, the model code in kandinsky_core/.
 """
