@@ -12,6 +12,8 @@ from typing import Callable, Iterable, Protocol
 import torch
 from torch import nn
 
+from . import memory
+
 logger = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -35,20 +37,32 @@ class Runtime(Protocol):
 
 
 class LocalRuntime:
-    """Plain-torch host: one device, modules moved there on demand, optional progress callback."""
+    """Plain-torch host: one device, modules moved there on demand, optional progress callback.
+
+    `memory_mode` ("gpu", "model_offload", "lowvram"; see kandinsky_core.memory) decides what stays on
+    the device; runtimes of the same device and mode share one residency manager.
+    """
 
     def __init__(self, device: torch.device | str | None = None,
-                 on_progress: Callable[[int, int], None] | None = None) -> None:
+                 on_progress: Callable[[int, int], None] | None = None, memory_mode: str = "gpu") -> None:
         self._device = torch.device(device) if device is not None else default_device()
         self._on_progress = on_progress
         self._interrupt = threading.Event()
+        self._memory = memory.manager_for(self._device, memory_mode)
 
     def device(self) -> torch.device:
         return self._device
 
+    @property
+    def memory_mode(self) -> str:
+        return self._memory.mode
+
     def load(self, modules: Iterable[nn.Module]) -> None:
-        for module in modules:
-            module.to(self._device)
+        self._memory.load(modules)
+
+    def offload_all(self) -> None:
+        """Send every model this runtime's memory manager loaded back to the CPU."""
+        self._memory.offload_all()
 
     def interrupt(self) -> None:
         """Ask the running stage to stop after its current step (thread-safe)."""

@@ -31,7 +31,10 @@ class SpatialNorm(nn.Module):
 
     def forward(self, f: torch.Tensor, zq: torch.Tensor) -> torch.Tensor:
         zq = F.interpolate(zq, size=f.shape[-2:], mode="nearest")
-        return self.norm_layer(f) * self.conv_y(zq) + self.conv_b(zq)
+        if torch.is_grad_enabled():
+            return self.norm_layer(f) * self.conv_y(zq) + self.conv_b(zq)
+        # inference: scale and shift the norm's fresh output in place (one full-size temporary at a time)
+        return self.norm_layer(f).mul_(self.conv_y(zq)).add_(self.conv_b(zq))
 
 
 def _norm(channels: int, groups: int, zq_channels: int | None) -> nn.Module:
@@ -58,8 +61,9 @@ class ResnetBlock(nn.Module):
         self.conv_shortcut = nn.Conv2d(in_channels, out_channels, kernel_size=1) if shortcut else None
 
     def forward(self, x: torch.Tensor, zq: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.conv1(F.silu(_apply_norm(self.norm1, x, zq)))
-        h = self.conv2(F.silu(_apply_norm(self.norm2, h, zq)))
+        inplace = not torch.is_grad_enabled()  # inference: the activation overwrites the fresh norm output
+        h = self.conv1(F.silu(_apply_norm(self.norm1, x, zq), inplace=inplace))
+        h = self.conv2(F.silu(_apply_norm(self.norm2, h, zq), inplace=inplace))
         if self.conv_shortcut is not None:
             x = self.conv_shortcut(x)
         return x + h

@@ -141,11 +141,12 @@ def _loop(unet, scheduler, x, noise, timesteps, cond, guidance_scale, inpaint, h
     learned_variance = scheduler.learned_variance
     reblend = inpaint is not None and unet.version == "2.2"
     steps = [int(t) for t in timesteps]
+    steps_on_device = torch.tensor(steps, device=x.device)  # one copy up front: no host sync per step
     for i, t in enumerate(steps):
         model_in = torch.cat([x, x]) if cfg else x
         if inpaint is not None:
             model_in = torch.cat([model_in, inpaint.extra], dim=1)
-        out = unet.unet(model_in, t, cond.image_embeds, hint=hint, text_embeds=cond.text_embeds,
+        out = unet.unet(model_in, steps_on_device[i], cond.image_embeds, hint=hint, text_embeds=cond.text_embeds,
                         text_hidden_states=cond.text_hidden_states)
         if cfg:
             eps, var = out.split(x.shape[1], dim=1)
@@ -157,7 +158,7 @@ def _loop(unet, scheduler, x, noise, timesteps, cond, guidance_scale, inpaint, h
         if reblend:  # 2.2 re-imposes the known region (first batch element only, as diffusers)
             known = inpaint.image_latents[:1]
             if i + 1 < len(steps):
-                known = scheduler.add_noise(known, noise, torch.tensor([steps[i + 1]]))
+                known = scheduler.add_noise(known, noise, steps_on_device[i + 1 : i + 2])
             keep = inpaint.keep[:1]
             x = keep * known + (1 - keep) * x
         runtime.progress(i + 1, len(steps))

@@ -38,9 +38,10 @@ def _denoise(models: PriorModels, latents, timesteps, scheduler, text, guidance_
     embeds, hidden, mask = text
     cfg = guidance_scale > 1.0
     steps = [int(t) for t in timesteps]
+    steps_on_device = torch.tensor(steps, device=latents.device)  # one copy up front: no host sync per step
     for i, t in enumerate(steps):
         model_input = torch.cat([latents, latents]) if cfg else latents
-        pred = models.prior(model_input, t, proj_embedding=embeds, encoder_hidden_states=hidden,
+        pred = models.prior(model_input, steps_on_device[i], proj_embedding=embeds, encoder_hidden_states=hidden,
                             attention_mask=mask)
         if cfg:
             uncond, cond = pred.chunk(2)
@@ -58,7 +59,7 @@ def _run(models: PriorModels, prompt: str, negative_prompt: str | None, *, gener
     n = num_images_per_prompt
     if n < 1:
         raise ValueError(f"batch_size must be at least 1, got {n}.")
-    runtime.load(models.modules())
+    runtime.load([models.prior, models.text_encoder])  # the image tower only when needed (zero-image negative)
     device = runtime.device()
     # one prompt row per init image (emb2emb of an image batch); diffusers' layout otherwise
     rows = 1 if init_embeds is None else init_embeds.shape[0]
@@ -121,14 +122,14 @@ def emb2emb(models: PriorModels, image: torch.Tensor, prompt: str, negative_prom
 
 def encode_images(models: PriorModels, image: torch.Tensor, runtime: Runtime) -> torch.Tensor:
     """CLIP image embeddings (B, D) of a ComfyUI IMAGE batch, on the runtime device."""
-    runtime.load(models.modules())
+    runtime.load([models.image_encoder])
     with torch.no_grad():
         return clip.encode_images(models.image_encoder, models.image_processor, image)
 
 
 def zero_image_embeds(models: PriorModels, batch: int, runtime: Runtime) -> torch.Tensor:
     """The CLIP embedding of an all-zero (mean-colour) image: the default negative."""
-    runtime.load(models.modules())
+    runtime.load([models.image_encoder])
     with torch.no_grad():
         return clip.zero_image_embeds(models.image_encoder, batch)
 

@@ -1,0 +1,1 @@
+"""Speed and memory comparisons with diffusers (see benchmarks/RESULTS.md); not part of the node pack."""
