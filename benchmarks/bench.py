@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -25,6 +26,7 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -229,6 +231,15 @@ def _pair(fns: dict, rounds: int, device: torch.device, weights: dict) -> dict:
                 "peak_gib": weights[k] + activation[k] if cuda else None} for k in fns}
 
 
+def _repeat(fn, n: int):
+    """Call fn n times, keeping only the last output alive (CUDA-graph outputs are reused between calls)."""
+    out = None
+    for _ in range(n):
+        out = None
+        out = fn()
+    return out
+
+
 def bench_unet(ours: "Ours", theirs: "Diffusers", preset: Preset, args, device, dtype, variants, flops,
                weights) -> dict:
     """UNet forward at batch 2 (one guided step) per variant of ours and size, each paired with diffusers."""
@@ -246,7 +257,7 @@ def bench_unet(ours: "Ours", theirs: "Diffusers", preset: Preset, args, device, 
             with torch.no_grad():
                 for _ in range(args.warmup):
                     [fn() for fn in fns.values()]
-                many = {k: (lambda fn=fn: [fn() for _ in range(args.iters)][-1]) for k, fn in fns.items()}
+                many = {k: (lambda fn=fn: _repeat(fn, args.iters)) for k, fn in fns.items()}
                 pair = _pair(many, args.rounds, device, weights)
             for k in pair:
                 pair[k]["seconds"] /= args.iters
@@ -315,6 +326,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                          "eager,cudagraphs+channels_last on cuda)")
     p.add_argument("--compile-mode", default=None, help="torch.compile mode for the compile variants")
     p.add_argument("--modes", default=",".join(MEMORY_MODES), help="our memory modes to time end-to-end")
+    p.add_argument("--step-sizes", help="comma list of image sides for the UNet step (default: the preset's)")
+    p.add_argument("--e2e-sizes", help="comma list of image sides end-to-end (default: the preset's)")
     p.add_argument("--prior-steps", type=int, default=25)
     p.add_argument("--decoder-steps", type=int, default=50)
     p.add_argument("--iters", type=int, help="timed UNet forwards per size (default 20 on cuda, 3 on cpu)")
@@ -384,6 +397,13 @@ def run(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     preset, dtype = PRESETS[args.preset], DTYPES[args.dtype]
+    sizes = {}
+    for key, text in (("step_sizes", args.step_sizes), ("e2e_sizes", args.e2e_sizes)):
+        if text:
+            sizes[key] = tuple(int(v) for v in text.split(","))
+            if any(v % 64 for v in sizes[key]):
+                raise SystemExit(f"--{key.replace('_', '-')}: image sides must be multiples of 64, got {text}")
+    preset = dataclasses.replace(preset, **sizes)
     sections = set(args.sections.split(","))
     variants = [parse_options(v, args.compile_mode) for v in args.variants.split(",")]
     e2e_options = [parse_options(v, args.compile_mode) for v in args.e2e_options.split(",")]
@@ -437,6 +457,7 @@ def run(argv=None) -> dict:
 
 
 def _quiet_libraries() -> None:
+    warnings.filterwarnings("ignore", message=".*torch_dtype.*deprecated", category=FutureWarning)
     with contextlib.suppress(Exception):
         import diffusers
         import transformers

@@ -70,7 +70,31 @@ def compile_module(module: nn.Module, mode: str | None = None) -> nn.Module:
                          "weight-moving hooks. Use the gpu or model_offload mode to compile.")
     if mode not in COMPILE_MODES:
         raise ValueError(f"Unknown compile mode {mode!r}; choose one of {list(COMPILE_MODES)}.")
-    return torch.compile(module, mode=None if mode == "default" else mode, dynamic=False)
+    compiled = torch.compile(module, mode=None if mode == "default" else mode, dynamic=False)
+    return _NewStepPerCall(compiled) if mode in CUDA_GRAPH_MODES else compiled
+
+
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+class _NewStepPerCall(nn.Module):
+    """Starts a new CUDA-graph step before every call, so the sampling loops (which keep the previous
+    output alive while calling again) replay one graph instead of growing the graph tree; an output is
+    therefore only valid until the next call, which is how the loops use it."""
+
+    def __init__(self, compiled: nn.Module):
+        super().__init__()
+        self.compiled = compiled
+
+    def forward(self, *args, **kwargs):
+        torch.compiler.cudagraph_mark_step_begin()
+        return self.compiled(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.compiled, name)  # config, variant, ... of the wrapped model
 
 
 def optimize_decoder(unet: DecoderUNet, options: SpeedOptions) -> DecoderUNet:
@@ -97,4 +121,6 @@ def optimize_movq(movq: MoVQModel, options: SpeedOptions) -> MoVQModel:
 
 def _eager(module: nn.Module) -> nn.Module:
     """The plain module behind a compile wrapper."""
+    if isinstance(module, _NewStepPerCall):
+        module = module.compiled
     return getattr(module, "_orig_mod", module)

@@ -34,3 +34,17 @@ def test_bench_cpu_tiny(tmp_path, capsys):
 
     saved = json.loads(out_json.read_text())
     assert saved["preset"] == "tiny" and saved["ours"]["load_seconds"] > 0
+
+
+def test_cuda_graph_step_wrapper_forwards_calls_and_attributes():
+    """The wrapper optimize puts around CUDA-graph compiled models (checked here without compiling)."""
+    import torch
+
+    from kandinsky_core import optimize
+
+    linear = torch.nn.Linear(3, 2)
+    wrapped = optimize._NewStepPerCall(linear)
+    x = torch.randn(4, 3)
+    assert torch.equal(wrapped(x), linear(x))
+    assert wrapped.in_features == 3 and wrapped.weight is linear.weight
+    assert optimize._eager(wrapped) is linear
