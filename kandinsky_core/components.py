@@ -24,6 +24,7 @@ class PriorModels:
     image_processor: Any
     scheduler_config: SchedulerConfig
     dtype: torch.dtype
+    memory_mode: str = "auto"  # host residency chosen in the loader: "auto" or one of memory.MEMORY_MODES
 
     @property
     def embed_dim(self) -> int:
@@ -45,6 +46,7 @@ class DecoderUNet:
     latent_multiple: int  # latent sides must divide by this (2 ** number of UNet downsamplings)
     text_encoder: nn.Module | None = None  # 2.1 only (M-CLIP)
     tokenizer: Any = None  # 2.1 only
+    memory_mode: str = "auto"  # host residency chosen in the loader: "auto" or one of memory.MEMORY_MODES
 
     @property
     def version(self) -> str:
@@ -63,6 +65,7 @@ class MoVQModel:
     movq: nn.Module
     dtype: torch.dtype
     extra: dict = field(default_factory=dict)
+    memory_mode: str = "auto"  # host residency chosen in the loader: "auto" or one of memory.MEMORY_MODES
 
     @property
     def scale_factor(self) -> int:

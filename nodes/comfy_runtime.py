@@ -2,6 +2,18 @@
 
 Each core nn.Module is wrapped once in a `comfy.model_patcher.ModelPatcher`, so `load_models_gpu` moves it
 to the GPU and evicts it (or other packs' models) by the same rules as ComfyUI's own models.
+
+A bundle's memory mode (chosen in its loader) changes that:
+* "auto", "gpu": as above (ComfyUI decides what stays on the GPU).
+* "model_offload": loaded through ComfyUI as above, then unloaded again (as `free_memory` unloads a model)
+  when the stage loads other models and when the node call ends.
+* "lowvram": ComfyUI frees room for one block plus the always-resident layers (`free_memory`, which unloads
+  only what it must), then kandinsky_core.memory streams the blocks to ComfyUI's device one at a time; the
+  resident layers go back to the CPU when the node call ends. No ModelPatcher: ComfyUI's partial loading
+  needs its own cast-weight layers.
+
+The node call ends when the stage function returns and drops its runtime (CPython frees it at once; after
+an error, when the traceback goes): a `weakref.finalize` on the runtime does the end-of-call unloading.
 """
 from __future__ import annotations
 
@@ -14,6 +26,8 @@ import comfy.model_patcher
 import comfy.utils
 import torch
 from torch import nn
+
+from ..kandinsky_core import memory
 
 logger = logging.getLogger(__name__)
 
@@ -57,23 +71,78 @@ def patchers(owner: object, modules: Iterable[nn.Module], role: str) -> list:
     return found
 
 
-class ComfyRuntime:
-    """Runtime for one node call: modules through model management, steps through a ProgressBar."""
+def unload(loaded: Iterable) -> int:
+    """Unload these ModelPatchers' models to their offload device now, as `mm.free_memory` unloads the ones
+    it picks, and drop them from ComfyUI's list of loaded models; returns how many it unloaded."""
+    wanted = {id(p) for p in loaded}
+    count = 0
+    for i in range(len(mm.current_loaded_models) - 1, -1, -1):
+        entry = mm.current_loaded_models[i]
+        if id(entry.model) in wanted and entry.model_unload():
+            mm.current_loaded_models.pop(i)
+            count += 1
+    if count:
+        mm.soft_empty_cache()
+    return count
 
-    def __init__(self, owner: object, role: str) -> None:
+
+def _nbytes(module: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+
+
+def lowvram_memory(modules: list[nn.Module]) -> int:
+    """Device bytes lowvram needs for `modules`: their resident layers, their largest block, inference room."""
+    resident, block = 0, 0
+    for module in modules:
+        units = memory.plan_units(module)
+        resident += _nbytes(module) - sum(_nbytes(u) for u in units)
+        block = max([block] + [_nbytes(u) for u in units])
+    return resident + block + int(mm.minimum_inference_memory())
+
+
+def _end_of_call(mode: str, device: torch.device, held: list) -> None:
+    if mode == "model_offload":
+        unload(held)
+    else:  # lowvram: the streamed modules' resident layers back to the CPU
+        memory.manager_for(device, "lowvram").offload_all()
+    held.clear()
+
+
+class ComfyRuntime:
+    """Runtime for one node call: modules through model management (per memory mode), steps through a
+    ProgressBar."""
+
+    def __init__(self, owner: object, role: str, memory_mode: str = "auto") -> None:
         self._owner = owner
         self._role = role
+        self._mode = memory_mode
         self._device = devices(role)[0]
         self._bar = None
+        self._held: list = []  # model_offload: the patchers this call loaded last
+        if memory_mode in ("model_offload", "lowvram"):
+            weakref.finalize(self, _end_of_call, memory_mode, self._device, self._held).atexit = False
 
     def device(self) -> torch.device:
         return self._device
 
+    @property
+    def memory_mode(self) -> str:
+        return self._mode
+
     def load(self, modules: Iterable[nn.Module]) -> None:
         mm.throw_exception_if_processing_interrupted()
+        modules = list(modules)
+        if self._mode == "lowvram":
+            mm.free_memory(lowvram_memory(modules), self._device)  # unloads other models only if short of room
+            memory.manager_for(self._device, "lowvram").load(modules)
+            return
+        wanted = patchers(self._owner, modules, self._role)
+        if self._mode == "model_offload":
+            unload([p for p in self._held if all(p is not w for w in wanted)])
+            self._held[:] = wanted
         # Whole modules only: partial (lowvram) loading needs ComfyUI's cast-weight layers, which the core's
         # plain torch layers are not; other models are still offloaded to make room.
-        mm.load_models_gpu(patchers(self._owner, list(modules), self._role), force_full_load=True)
+        mm.load_models_gpu(wanted, force_full_load=True)
 
     def progress(self, step: int, total: int) -> None:
         if self._bar is None or step <= 1 or self._bar.total != total:
@@ -86,3 +155,5 @@ def release(owner: object) -> None:
     """Unload `owner`'s modules to the offload device now and forget their patchers (a loader let go of it)."""
     for patcher in _patchers.pop(owner, {}).values():
         patcher.detach()
+    for module in owner.modules():
+        memory.unstream(module)  # lowvram: hooks off, every tensor back on the CPU

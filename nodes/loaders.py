@@ -1,4 +1,4 @@
-"""Loader nodes: a Kandinsky repo folder -> the core's model bundles, cached per folder and dtype."""
+"""Loader nodes: a Kandinsky repo folder -> the core's model bundles, cached per folder, dtype and memory mode."""
 from __future__ import annotations
 
 from ..kandinsky_core.loading.components import load_decoder, load_prior
@@ -11,10 +11,28 @@ DTYPE_TOOLTIP = (
     "Weight dtype. auto: fp16 on CUDA (MoVQ stays fp32, it is precision-sensitive), fp32 elsewhere. fp16/bf16 "
     "apply to every component, MoVQ included."
 )
+MEMORY_MODE_TOOLTIP = (
+    "Where the models live while the workflow runs. auto: inside ComfyUI its model management decides (models "
+    "stay on the GPU until other models need the room); outside ComfyUI all on the device. gpu: kept on the GPU "
+    "(inside ComfyUI the same as auto). model_offload: each model is on the GPU only while its stage runs, then "
+    "goes back to the CPU. lowvram: the UNet, prior and MoVQ blocks are streamed to the GPU one at a time; "
+    "slowest, for small GPUs (a 1024x1024 image in well under 8 GiB). Same images in every mode."
+)
+
+
+def _memory_mode_input() -> dict:
+    return {"memory_mode": (runtime.MEMORY_MODE_CHOICES, {"default": "auto", "tooltip": MEMORY_MODE_TOOLTIP})}
 
 
 def _release(value) -> None:
     runtime.release(value if isinstance(value, tuple) else (value,))
+
+
+def _with_mode(value, memory_mode: str):
+    """Stamp the loader's memory mode on a freshly loaded bundle (or tuple of bundles)."""
+    for bundle in value if isinstance(value, tuple) else (value,):
+        bundle.memory_mode = memory_mode
+    return value
 
 
 class KandinskyPriorLoader:
@@ -37,16 +55,18 @@ class KandinskyPriorLoader:
                            "leaves it).",
             }),
             "dtype": (DTYPE_CHOICES, {"default": "auto", "tooltip": DTYPE_TOOLTIP}),
-        }}
+        }, "optional": _memory_mode_input()}
 
     def __init__(self) -> None:
         self._slot = ModelSlot(_release)
 
-    def load(self, prior_name: str, dtype: str):
+    def load(self, prior_name: str, dtype: str, memory_mode: str = "auto"):
         folder = paths.resolve_model(prior_name, "prior")
         torch_dtype = resolve_dtype(dtype, runtime.load_device("prior"), "prior")
-        key = ("prior", str(folder.resolve()), torch_dtype)
-        return (self._slot.get(key, lambda: load_prior(folder, torch_dtype)),)
+        runtime.check_memory_mode(memory_mode)
+        # the mode is in the key: bundles of different modes never share modules (each is managed one way)
+        key = ("prior", str(folder.resolve()), torch_dtype, memory_mode)
+        return (self._slot.get(key, lambda: _with_mode(load_prior(folder, torch_dtype), memory_mode)),)
 
 
 class KandinskyDecoderLoader:
@@ -71,15 +91,17 @@ class KandinskyDecoderLoader:
                            "image-to-image), kandinsky-2-2-decoder-inpaint or kandinsky-2-2-controlnet-depth.",
             }),
             "dtype": (DTYPE_CHOICES, {"default": "auto", "tooltip": DTYPE_TOOLTIP}),
-        }}
+        }, "optional": _memory_mode_input()}
 
     def __init__(self) -> None:
         self._slot = ModelSlot(_release)
 
-    def load(self, decoder_name: str, dtype: str):
+    def load(self, decoder_name: str, dtype: str, memory_mode: str = "auto"):
         folder = paths.resolve_model(decoder_name, "decoder")
         unet_dtype = resolve_dtype(dtype, runtime.load_device("unet"), "unet")
         movq_dtype = resolve_dtype(dtype, runtime.load_device("movq"), "movq")
-        key = ("decoder", str(folder.resolve()), unet_dtype, movq_dtype)
-        unet, movq = self._slot.get(key, lambda: load_decoder(folder, unet_dtype, movq_dtype=movq_dtype))
+        runtime.check_memory_mode(memory_mode)
+        key = ("decoder", str(folder.resolve()), unet_dtype, movq_dtype, memory_mode)
+        unet, movq = self._slot.get(
+            key, lambda: _with_mode(load_decoder(folder, unet_dtype, movq_dtype=movq_dtype), memory_mode))
         return (unet, movq)

@@ -2,6 +2,9 @@
 
 Outside ComfyUI the device is KANDINSKY_DEVICE (e.g. "cpu", "cuda:1") or the core's default, and
 `set_progress_hook` / `interrupt` stand in for ComfyUI's progress bar and Cancel button.
+
+A bundle's `memory_mode` (chosen in its loader) picks the residency: "auto" is ComfyUI's model management
+inside ComfyUI and "gpu" (all on the device) outside; the others are kandinsky_core.memory's modes.
 """
 from __future__ import annotations
 
@@ -11,10 +14,12 @@ from typing import Callable
 
 import torch
 
+from ..kandinsky_core.memory import MEMORY_MODES
 from ..kandinsky_core.runtime import Interrupted, LocalRuntime, Runtime, default_device
 from .paths import in_comfyui
 
 DEVICE_ENV_VAR = "KANDINSKY_DEVICE"
+MEMORY_MODE_CHOICES = ["auto", *MEMORY_MODES]
 
 _hook: Callable[[int, int], None] | None = None
 _interrupt = threading.Event()
@@ -53,13 +58,21 @@ def load_device(role: str) -> torch.device:
     return _local_device()
 
 
+def check_memory_mode(mode: str) -> str:
+    """A loader's memory_mode, validated (API workflows skip the editor's combo check)."""
+    if mode not in MEMORY_MODE_CHOICES:
+        raise ValueError(f"Unknown memory_mode {mode!r}. Choose one of {MEMORY_MODE_CHOICES}.")
+    return mode
+
+
 def runtime_for(owner: object, role: str) -> Runtime:
     """The runtime for one node call on `owner`'s modules (a PriorModels, DecoderUNet or MoVQModel)."""
+    mode = check_memory_mode(getattr(owner, "memory_mode", "auto"))
     if in_comfyui():
         from . import comfy_runtime
 
-        return comfy_runtime.ComfyRuntime(owner, role)
-    return LocalRuntime(_local_device(), on_progress=_local_progress)
+        return comfy_runtime.ComfyRuntime(owner, role, mode)
+    return LocalRuntime(_local_device(), on_progress=_local_progress, memory_mode="gpu" if mode == "auto" else mode)
 
 
 def output_device() -> torch.device:

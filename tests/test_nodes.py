@@ -19,10 +19,11 @@ from tiny_models.node_repos import (DECODER, DEPTH, INPAINT, NOT_A_REPO, OTHER_P
 SNAPSHOT = os.path.join(os.path.dirname(__file__), "node_contract_snapshot.json")
 DIFFUSERS_TOL = 1e-4  # node graph vs diffusers pipelines (as tests/test_pipelines_22.py)
 
-# DESIGN.md's node table: node id -> (required inputs, optional inputs, outputs). Frozen public contract.
+# DESIGN.md's node table: node id -> (required inputs, optional inputs, outputs). Frozen public contract;
+# optional inputs may be added (the loaders' memory_mode came later).
 DESIGN_TABLE = {
-    "KandinskyPriorLoader": (["prior_name", "dtype"], [], ["KANDINSKY_PRIOR"]),
-    "KandinskyDecoderLoader": (["decoder_name", "dtype"], [], ["KANDINSKY_UNET", "KANDINSKY_MOVQ"]),
+    "KandinskyPriorLoader": (["prior_name", "dtype"], ["memory_mode"], ["KANDINSKY_PRIOR"]),
+    "KandinskyDecoderLoader": (["decoder_name", "dtype"], ["memory_mode"], ["KANDINSKY_UNET", "KANDINSKY_MOVQ"]),
     "KandinskyPriorEncode": (["prior", "prompt", "negative_prompt", "seed", "steps", "guidance_scale", "batch_size"],
                              [], ["KANDINSKY_EMBEDS"]),
     "KandinskyImageEmbed": (["prior", "image"], [], ["KANDINSKY_EMBEDS"]),
@@ -150,11 +151,33 @@ def test_loaded_models_are_cached_and_released(nodes, models):
     call(loader, decoder_name=DECODER, dtype="fp32")  # switch: the bf16 decoder is released
     gc.collect()
     assert key not in cache.cached_keys() and unet_module() is None
-    fp32_key = (key[0], key[1], torch.float32, torch.float32)
+    fp32_key = (key[0], key[1], torch.float32, torch.float32, "auto")
     assert fp32_key in cache.cached_keys()
     del loader  # a node removed from the graph lets go of its model (here shared with the fixture's loader)
     gc.collect()
     assert fp32_key in cache.cached_keys() and models["decoder"][0].unet.conv_in.weight.dtype == torch.float32
+
+
+def test_memory_modes_give_the_same_image(nodes, models):
+    """Each loader memory_mode through a node graph (outside ComfyUI: LocalRuntime's modes) == auto."""
+    memory = importlib.import_module("kandinsky_pack.kandinsky_core.memory")
+    runtime = importlib.import_module("kandinsky_pack.nodes.runtime")
+    images = {}
+    for mode in ("auto", "gpu", "model_offload", "lowvram"):
+        loaders = nodes["KandinskyPriorLoader"](), nodes["KandinskyDecoderLoader"]()
+        prior = call(loaders[0], prior_name=PRIOR, dtype="fp32", memory_mode=mode)[0]
+        unet, movq = call(loaders[1], decoder_name=DECODER, dtype="fp32", memory_mode=mode)
+        assert prior.memory_mode == unet.memory_mode == movq.memory_mode == mode
+        assert (prior is models["prior"]) == (mode == "auto")  # the mode is part of the cache key
+        assert runtime.runtime_for(unet, "unet").memory_mode == ("gpu" if mode == "auto" else mode)
+        embeds = node_embeds(nodes, prior, "a red cat", "", seed=3)
+        images[mode] = node_decode(nodes, unet, movq, embeds, {"samples": torch.zeros(1, 4, 16, 16)}, 5, 3)
+        streamed = [memory.is_streamed(m) for m in (prior.prior, prior.text_encoder, unet.unet, movq.movq)]
+        assert streamed == [mode == "lowvram"] * 4, mode
+    for mode in ("gpu", "model_offload", "lowvram"):
+        assert torch.equal(images[mode], images["auto"]), mode
+    with pytest.raises(ValueError, match="memory_mode 'disk'"):
+        call(nodes["KandinskyDecoderLoader"], decoder_name=DECODER, dtype="fp32", memory_mode="disk")
 
 
 def test_decoder_loader_variants(models):

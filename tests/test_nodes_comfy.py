@@ -3,7 +3,7 @@
 CI has no ComfyUI, so the first tests stand in minimal fakes of the ComfyUI modules the pack calls
 (`folder_paths`, `comfy.model_management`, `comfy.model_patcher`, `comfy.utils`) with the signatures of
 ComfyUI 0.3.64. With COMFYUI_PATH set, the last test runs the same checks in a subprocess against the real
-modules of that checkout (CPU mode).
+modules of that checkout (CPU mode), with COMFYUI_PYTHON, else the checkout's .venv, else this Python.
 """
 import gc
 import importlib
@@ -30,6 +30,7 @@ class FakeComfy:
 
     def __init__(self, models_dir):
         self.patchers, self.loads, self.bars, self.cancel_at = [], [], [], None
+        self.unloads, self.frees, self.empty_caches = [], [], 0
         self.interrupted = False
         self.device_calls = {"torch": 0, "vae": 0}
 
@@ -65,16 +66,36 @@ class FakeComfy:
                 self.interrupted = False
                 raise Interrupt()
 
+        class LoadedModel:  # an entry of mm.current_loaded_models
+            def __init__(self, model):
+                self.model, self.device = model, model.load_device
+
+            def model_unload(self, memory_to_free=None, unpatch_weights=True):
+                fake.unloads.append(self.model)
+                self.model.detach(unpatch_weights)
+                return True
+
         def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
                             force_full_load=False):
             self.loads.append((list(models), force_full_load))
             for patcher in models:
                 patcher.model.to(patcher.load_device)
+                if not any(entry.model is patcher for entry in mm.current_loaded_models):
+                    mm.current_loaded_models.insert(0, LoadedModel(patcher))
+
+        def free_memory(memory_required, device, keep_loaded=[]):
+            self.frees.append((memory_required, device))
+            return []
+
+        def soft_empty_cache(force=False):
+            self.empty_caches += 1
 
         mm.get_torch_device, mm.vae_device = get_torch_device, vae_device
         mm.unet_offload_device = mm.vae_offload_device = mm.intermediate_device = lambda: torch.device("cpu")
         mm.throw_exception_if_processing_interrupted = throw_exception_if_processing_interrupted
-        mm.load_models_gpu = load_models_gpu
+        mm.load_models_gpu, mm.free_memory, mm.soft_empty_cache = load_models_gpu, free_memory, soft_empty_cache
+        mm.current_loaded_models = []
+        mm.minimum_inference_memory = lambda: 1024**3 * 0.8 + 400 * 1024**2
 
         fake = self
 
@@ -204,6 +225,65 @@ def test_model_management_progress_and_cancel(pack, comfy):
     assert old and all(p.detached for p in old)
 
 
+def test_memory_modes_inside_comfyui(pack, comfy):
+    """model_offload: loaded through load_models_gpu, unloaded when the stage loads other models and when the
+    node returns; lowvram: no patchers, free_memory asked for room, blocks streamed, residents back after the
+    node. Same image as auto."""
+    nodes = pack.NODE_CLASS_MAPPINGS
+    memory = importlib.import_module("kandinsky_pack.kandinsky_core.memory")
+    mm = comfy.modules["comfy.model_management"]
+    images, seen = {}, {}
+    for mode in ("auto", "model_offload", "lowvram"):
+        loaders = nodes["KandinskyPriorLoader"](), nodes["KandinskyDecoderLoader"]()
+        prior = call(loaders[0], prior_name=PRIOR, dtype="fp32", memory_mode=mode)[0]
+        unet, movq = call(loaders[1], decoder_name=DECODER, dtype="fp32", memory_mode=mode)
+        names = {id(prior.prior): "prior", id(prior.text_encoder): "text", id(prior.image_encoder): "image",
+                 id(unet.unet): "unet", id(movq.movq): "movq"}
+        n_patchers = len(comfy.patchers)
+        del comfy.unloads[:], comfy.frees[:], comfy.loads[:]
+        after = []
+
+        def on_gpu():  # our modules ComfyUI holds as loaded, by name
+            return sorted(names[id(e.model.model.inner)] for e in mm.current_loaded_models
+                          if id(e.model.model.inner) in names)
+
+        embeds = call(nodes["KandinskyPriorEncode"], prior=prior, prompt="a cat", negative_prompt="", seed=1, steps=2,
+                      guidance_scale=4.0, batch_size=1)[0]  # empty negative: the image tower runs after the prior
+        after.append(on_gpu())
+        latent = call(nodes["KandinskyUNetSampler"], unet=unet, embeds=embeds, seed=2, steps=2, guidance_scale=4.0,
+                      latent={"samples": torch.zeros(1, 4, 8, 8)}, sampler="ddim", denoise=1.0)[0]
+        after.append(on_gpu())
+        images[mode] = call(nodes["KandinskyMoVQDecode"], movq=movq, latent=latent)[0]
+        after.append(on_gpu())
+        unloaded = [p.model.inner for p in comfy.unloads]
+        lowvram = memory.manager_for("cpu", "lowvram")
+        seen[mode] = dict(after=after, unloaded=len(unloaded), frees=list(comfy.frees), loads=len(comfy.loads),
+                          new_patchers=len(comfy.patchers) - n_patchers,
+                          streamed=[memory.is_streamed(m) for m in (prior.prior, unet.unet, movq.movq)],
+                          residents=[lowvram.on_device(m) for m in (prior.prior, unet.unet, movq.movq)])
+        if mode == "model_offload":  # prior + text tower when the image tower loads, the rest as their node returns
+            assert [names[id(m)] for m in unloaded] == ["prior", "text", "image", "unet", "movq"]
+        del loaders, prior, unet, movq, embeds, latent
+        gc.collect()
+
+    assert seen["auto"]["after"] == [["image", "prior", "text"], ["image", "prior", "text", "unet"],
+                                     ["image", "movq", "prior", "text", "unet"]]
+    assert seen["auto"]["unloaded"] == 0 and seen["auto"]["frees"] == []
+
+    offload = seen["model_offload"]
+    assert offload["after"] == [[], [], []]  # each node's models left the GPU when the node returned
+    assert offload["loads"] == 4 and offload["new_patchers"] == 5 and comfy.empty_caches >= 4
+    assert offload["frees"] == [] and offload["streamed"] == [False] * 3
+
+    low = seen["lowvram"]
+    assert low["after"] == [[], [], []] and low["loads"] == 0 and low["new_patchers"] == 0  # ComfyUI never loads them
+    assert len(low["frees"]) == 4 and all(device == torch.device("cpu") for _, device in low["frees"])
+    assert all(need > mm.minimum_inference_memory() for need, _ in low["frees"])
+    assert low["streamed"] == [True] * 3 and low["residents"] == [False] * 3  # residents parked after each node
+    for mode in ("model_offload", "lowvram"):
+        assert torch.equal(images[mode], images["auto"]), mode
+
+
 COMFY_SCRIPT = textwrap.dedent('''
     import gc, importlib.util, os, sys
     sys.argv = [sys.argv[0], "--cpu"]
@@ -253,6 +333,13 @@ COMFY_SCRIPT = textwrap.dedent('''
     call(decoder_loader, decoder_name=os.environ["DECODER"], dtype="bf16")
     gc.collect()
     assert not any(m.model.model.inner is old for m in mm.current_loaded_models if m.model is not None)
+    for mode in ("model_offload", "lowvram"):  # same image; none of the models left loaded after the run
+        prior = call(N["KandinskyPriorLoader"](), prior_name=os.environ["PRIOR"], dtype="auto", memory_mode=mode)[0]
+        unet, movq = call(N["KandinskyDecoderLoader"](), decoder_name=os.environ["DECODER"], dtype="auto",
+                          memory_mode=mode)
+        assert torch.equal(run(), first), mode
+        ours = {id(m) for m in prior.modules() + unet.modules() + movq.modules()}
+        assert not any(id(m.model.model.inner) in ours for m in mm.current_loaded_models if m.model is not None), mode
     print("COMFY_OK")
 ''')
 
@@ -263,6 +350,8 @@ def test_inside_real_comfyui():
         pytest.skip("set COMFYUI_PATH to a ComfyUI checkout (with its requirements installed) to run this test")
     env = {**os.environ, "TINY_MODELS": str(tiny_model_dir()), "PACK": ROOT, "PRIOR": PRIOR, "DECODER": DECODER,
            "PYTHONPATH": os.pathsep.join([comfy_path, os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-c", COMFY_SCRIPT], cwd=comfy_path, env=env, capture_output=True,
+    venv_python = os.path.join(comfy_path, ".venv", "bin", "python")  # as tests/test_comfyui_host.py picks it
+    python = os.environ.get("COMFYUI_PYTHON") or (venv_python if os.path.exists(venv_python) else sys.executable)
+    result = subprocess.run([python, "-c", COMFY_SCRIPT], cwd=comfy_path, env=env, capture_output=True,
                             text=True, timeout=600)
     assert "COMFY_OK" in result.stdout, result.stdout[-3000:] + result.stderr[-5000:]

@@ -318,7 +318,7 @@ def _download(*keys: str) -> str:
 
 
 SIZES = {  # node sizes close to what the frontend computes, with room for the image previews
-    "KandinskyPriorLoader": (320, 82), "KandinskyDecoderLoader": (320, 102), "KandinskyPriorEncode": (400, 270),
+    "KandinskyPriorLoader": (320, 106), "KandinskyDecoderLoader": (320, 126), "KandinskyPriorEncode": (400, 270),
     "KandinskyImageEmbed": (240, 46), "KandinskyInterpolate": (300, 150), "KandinskyPriorEmb2Emb": (400, 290),
     "KandinskyDepthHint": (220, 26), "KandinskyMaskInvert": (220, 26), "KandinskyMoVQEncode": (220, 66),
     "KandinskyUNetSampler": (300, 238), "KandinskyMoVQDecode": (220, 46), "LoadImage": (320, 340),
@@ -337,7 +337,7 @@ def _node(g: Graph, node_type: str, pos, title: str, links=None, **values) -> No
 
 def _prior(g: Graph, version: str) -> Node:
     return _node(g, "KandinskyPriorLoader", (X_LOAD, 0), f"Load prior (Kandinsky {version})",
-                 prior_name=MODELS["prior22" if version == "2.2" else "prior21"], dtype="auto")
+                 prior_name=MODELS["prior22" if version == "2.2" else "prior21"], dtype="auto", memory_mode="auto")
 
 
 def _text(g: Graph, prior: Node, prompt: str, negative: str = NEGATIVE, seed: int = 42) -> Node:
@@ -349,7 +349,7 @@ def _decoder(g: Graph, model: str) -> Node:
     version = "2.1" if model.endswith("21") else "2.2"
     kind = {"decoder": "", "inpaint": " inpainting", "depth": " depth ControlNet"}[model[:-2]]
     return _node(g, "KandinskyDecoderLoader", (X_LOAD, Y_DECODER_LOADER), f"Load decoder (Kandinsky {version}{kind})",
-                 decoder_name=MODELS[model], dtype="auto")
+                 decoder_name=MODELS[model], dtype="auto", memory_mode="auto")
 
 
 def _sample_and_save(g: Graph, decoder: Node, embeds: Node, latent: Node, prefix: str, *, steps: int = 50,
