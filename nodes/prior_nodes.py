@@ -82,7 +82,7 @@ class KandinskyPriorEmb2Emb:
     def INPUT_TYPES(cls):
         return {"required": {
             "prior": (PRIOR, {"tooltip": "The prior from KandinskyPriorLoader."}),
-            "image": ("IMAGE", {"tooltip": "The image whose embedding is the starting point (one image)."}),
+            "image": ("IMAGE", {"tooltip": "The image whose embedding is the starting point (a batch gives one embedding per image)."}),
             "prompt": prompt_input("Text that steers the image's embedding."),
             "negative_prompt": prompt_input(NEGATIVE_PROMPT_TOOLTIP),
             "strength": ("FLOAT", {
