@@ -114,3 +114,28 @@ def is_fp8(module: nn.Module) -> bool:
 def compute_dtype(device: torch.device) -> torch.dtype:
     """The dtype fp8-stored models compute in: bf16 on CUDA (the T5 overflows fp16), fp32 elsewhere."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def resolve_weights(name: str, device: torch.device, role: str) -> tuple[torch.dtype, bool]:
+    """A loader's dtype choice -> (compute dtype, whether weights are stored in fp8).
+
+    `fp8_e4m3fn` computes in `compute_dtype(device)`; `auto` for the Kandinsky 3 text encoder ("text_encoder")
+    on CUDA is bf16 (its feed-forward overflows fp16); the rest is runtime.resolve_dtype.
+    """
+    from .runtime import resolve_dtype
+
+    if name == CHOICE:
+        return compute_dtype(device), True
+    if name == "auto" and role == "text_encoder" and device.type == "cuda":
+        return torch.bfloat16, False
+    return resolve_dtype(name, device, role), False
+
+
+def store_unet_fp8(unet) -> None:
+    """fp8 storage for a loaded Kandinsky 3 DecoderUNet (conv_in stays: its dtype is the UNet's compute dtype)."""
+    if unet.version != "3":
+        raise ValueError(
+            f"fp8_e4m3fn weight storage is offered for Kandinsky 3 only, but '{unet.name}' is a Kandinsky "
+            f"{unet.version} UNet: choose auto, fp16, bf16 or fp32 (its 1.2 B parameters fit in fp16)."
+        )
+    store_fp8(unet.unet, skip=("conv_in",))
