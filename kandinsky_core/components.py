@@ -9,6 +9,7 @@ from torch import nn
 
 from .configs.scheduler import SchedulerConfig
 from .configs.unet import UNetVariant
+from .configs.unet3 import UNet3Variant
 
 
 @dataclass(eq=False)
@@ -39,12 +40,12 @@ class DecoderUNet:
     """KANDINSKY_UNET: a decoder UNet with its schedulers (and, for 2.1, its text encoder)."""
 
     name: str
-    variant: UNetVariant
+    variant: UNetVariant | UNet3Variant  # UNet3Variant for Kandinsky 3 (version "3")
     unet: nn.Module
     scheduler_configs: dict[str, SchedulerConfig]  # subfolder name -> config ("scheduler", "ddpm_scheduler")
     dtype: torch.dtype
     latent_multiple: int  # latent sides must divide by this (2 ** number of UNet downsamplings)
-    text_encoder: nn.Module | None = None  # 2.1 only (M-CLIP)
+    text_encoder: nn.Module | None = None  # 2.1 only (M-CLIP); Kandinsky 3 has its own TextEncoderModels
     tokenizer: Any = None  # 2.1 only
     memory_mode: str = "auto"  # host residency chosen in the loader: "auto" or one of memory.MEMORY_MODES
 
@@ -73,3 +74,23 @@ class MoVQModel:
 
     def modules(self) -> list[nn.Module]:
         return [self.movq]
+
+
+@dataclass(eq=False)
+class TextEncoderModels:
+    """KANDINSKY_TEXT_ENCODER: the Kandinsky 3 text encoder (transformers T5EncoderModel, Flan-UL2) and its
+    tokenizer, from a kandinsky-3 repo folder (text_encoder/ + tokenizer/)."""
+
+    name: str  # repo folder name
+    version: str  # "3"
+    text_encoder: nn.Module
+    tokenizer: Any
+    dtype: torch.dtype  # dtype of the encoder's weights (its `wo` layers stay fp32 when this is fp16)
+    memory_mode: str = "auto"  # host residency chosen in the loader: "auto" or one of memory.MEMORY_MODES
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.text_encoder.config.d_model)
+
+    def modules(self) -> list[nn.Module]:
+        return [self.text_encoder]

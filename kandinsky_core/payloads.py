@@ -36,6 +36,45 @@ class Embeds:
 
 
 @dataclass(frozen=True)
+class TextEmbeds:
+    """KANDINSKY_EMBEDS of Kandinsky 3: masked text-encoder states that condition the K3 UNet.
+
+    As Kandinsky3Pipeline.encode_prompt leaves them: cut to the longest prompt plus one position, zeroed
+    where the mask is 0; without a negative prompt the negatives are zeros with an all-zero mask. Rows are
+    samples; a run with more latents than rows reuses rows cyclically.
+    """
+
+    embeds: torch.Tensor  # B, L, D: positive text states
+    mask: torch.Tensor  # B, L bool: True where a token is attended
+    negative_embeds: torch.Tensor  # B, L, D: negative text states (zeros when there is no negative prompt)
+    negative_mask: torch.Tensor  # B, L bool (all False when there is no negative prompt)
+    version: str = "3"
+
+    def __post_init__(self) -> None:
+        if self.embeds.ndim != 3 or self.negative_embeds.shape != self.embeds.shape:
+            raise ValueError(
+                "TextEmbeds need positive and negative states of the same (batch, tokens, width) shape, got "
+                f"{tuple(self.embeds.shape)} and {tuple(self.negative_embeds.shape)}."
+            )
+        for name, mask in (("mask", self.mask), ("negative_mask", self.negative_mask)):
+            if mask.dtype != torch.bool or tuple(mask.shape) != tuple(self.embeds.shape[:2]):
+                raise ValueError(
+                    f"TextEmbeds.{name} must be a bool (batch, tokens) = {tuple(self.embeds.shape[:2])} tensor, got "
+                    f"{mask.dtype} {tuple(mask.shape)}."
+                )
+        if self.version != "3":
+            raise ValueError(f"TextEmbeds are Kandinsky 3 embeddings (version '3'), got version {self.version!r}.")
+
+    @property
+    def batch(self) -> int:
+        return self.embeds.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.embeds.shape[2]
+
+
+@dataclass(frozen=True)
 class Hint:
     """KANDINSKY_HINT: a depth map for the 2.2 depth ControlNet UNet."""
 

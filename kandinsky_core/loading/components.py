@@ -7,11 +7,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..components import DecoderUNet, MoVQModel, PriorModels
+from ..components import DecoderUNet, MoVQModel, PriorModels, TextEncoderModels
 from ..configs.movq import MoVQConfig
 from ..configs.prior import PriorConfig
 from ..configs.scheduler import SchedulerConfig
 from ..configs.unet import UNetConfig, detect_unet_variant
+from ..configs.unet3 import UNet3Config, detect_unet3_variant
 from ..models import clip
 from ..models.movq import MoVQ, rename_legacy_attention_keys
 from ..models.prior import KandinskyPrior
@@ -51,9 +52,11 @@ def load_prior(repo_dir: str | Path, dtype: torch.dtype = torch.float32) -> Prio
     repo = Path(repo_dir)
     index = read_model_index(repo)
     if index.role != "prior":
+        k3 = (" Kandinsky 3 has no prior: load this folder with the text encoder loader "
+              "(KandinskyTextEncoderLoader) and the decoder loader.") if index.version == "3" else ""
         raise ValueError(
             f"{repo.name} is a Kandinsky {index.version} {index.role} repo ({index.class_name}), not a prior: "
-            "choose a kandinsky-2-x-prior folder in the prior loader."
+            f"choose a kandinsky-2-x-prior folder in the prior loader.{k3}"
         )
     folder = component_dir(repo, "prior")
     config = PriorConfig.from_dict(read_component_config(folder))
@@ -90,11 +93,13 @@ def load_decoder(repo_dir: str | Path, dtype: torch.dtype = torch.float32,
     """A decoder repo (kandinsky-2-2-decoder / -decoder-inpaint / -controlnet-depth, kandinsky-2-1[-inpaint])."""
     repo = Path(repo_dir)
     index = read_model_index(repo)
-    if index.role != "decoder" or index.version not in ("2.1", "2.2"):
+    if index.role != "decoder":
         raise ValueError(
             f"{repo.name} is a Kandinsky {index.version} {index.role} repo ({index.class_name}): the decoder "
-            "loader takes a Kandinsky 2.1 or 2.2 decoder folder (e.g. kandinsky-2-2-decoder)."
+            "loader takes a Kandinsky 2.1, 2.2 or 3 decoder folder (e.g. kandinsky-2-2-decoder, kandinsky-3)."
         )
+    if index.version == "3":
+        return _load_decoder3(repo, dtype), load_movq(repo, movq_dtype or dtype, version="3")
     unet_dir = component_dir(repo, "unet")
     config = UNetConfig.from_dict(read_component_config(unet_dir))
     state_dict = read_component_weights(unet_dir)
@@ -121,6 +126,41 @@ def load_decoder(repo_dir: str | Path, dtype: torch.dtype = torch.float32,
         tokenizer=tokenizer,
     )
     return decoder, load_movq(repo, movq_dtype or dtype, version=index.version)
+
+
+def _load_decoder3(repo: Path, dtype: torch.dtype) -> DecoderUNet:
+    """The UNet and schedulers of a kandinsky-3 repo folder (its text encoder loads separately)."""
+    unet_dir = component_dir(repo, "unet")
+    config = UNet3Config.from_dict(read_component_config(unet_dir))
+    variant = detect_unet3_variant(config)
+    from ..models.unet3 import Kandinsky3UNet
+
+    unet = _load_module(unet_dir, lambda: Kandinsky3UNet(config), "unet", variant.name, dtype)
+    return DecoderUNet(
+        name=repo.name,
+        variant=variant,
+        unet=unet,
+        scheduler_configs=_scheduler_configs(repo),
+        dtype=dtype,
+        latent_multiple=2 ** (len(config.block_out_channels) - 1),
+    )
+
+
+def load_text_encoder(repo_dir: str | Path, dtype: torch.dtype = torch.float32) -> TextEncoderModels:
+    """The T5 text encoder and tokenizer of a Kandinsky 3 repo folder (text_encoder/ + tokenizer/), on the CPU."""
+    from ..models import t5
+
+    repo = Path(repo_dir)
+    index = read_model_index(repo)
+    if index.version != "3":
+        raise ValueError(
+            f"{repo.name} is a Kandinsky {index.version} {index.role} repo ({index.class_name}): the text encoder "
+            "loader takes a Kandinsky 3 repo folder (kandinsky-3). For Kandinsky 2.x use the prior loader."
+        )
+    tokenizer = t5.load_t5_tokenizer(component_dir(repo, "tokenizer"))
+    text_encoder = t5.load_t5_encoder(component_dir(repo, "text_encoder"), dtype, "cpu")
+    return TextEncoderModels(name=repo.name, version="3", text_encoder=text_encoder, tokenizer=tokenizer,
+                             dtype=dtype)
 
 
 def _load_mclip(folder: Path, dtype: torch.dtype) -> nn.Module:

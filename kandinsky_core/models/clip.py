@@ -15,54 +15,42 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 
 import numpy as np
 import PIL.Image
 import torch
-import transformers
 from transformers import CLIPImageProcessor, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
 
 logger = logging.getLogger(__name__)
 
 
-def _transformers_version() -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", transformers.__version__)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+def _load_model(cls, folder: str | os.PathLike, dtype: torch.dtype, device: torch.device | str, component: str):
+    """Build from config.json on meta and load strictly through the core's weight reader."""
+    from ..loading.transformers_models import load_transformers_model
 
-
-def _dtype_kwargs(dtype: torch.dtype) -> dict:
-    """transformers renamed `torch_dtype` to `dtype` in 4.56; older releases only know `torch_dtype`."""
-    return {"dtype": dtype} if _transformers_version() >= (4, 56) else {"torch_dtype": dtype}
-
-
-def _load_model(cls, folder: str | os.PathLike, dtype: torch.dtype, device: torch.device | str):
-    if not os.path.isdir(folder):
-        raise ValueError(f"CLIP model folder {folder!r} does not exist; expected a transformers model folder "
-                         "(config.json + model.safetensors).")
-    # local_files_only: never download. safetensors is preferred; a legacy pytorch_model.bin is read with
-    # torch.load(weights_only=True) (transformers' default, also refused on torch < 2.6), so no pickled code runs.
-    model = cls.from_pretrained(folder, local_files_only=True, weights_only=True, **_dtype_kwargs(dtype))
-    return model.to(device).eval()
+    return load_transformers_model(folder, cls, component, f"CLIP {component} ({cls.__name__})", dtype, device)
 
 
 def load_clip_text_encoder(
     folder: str | os.PathLike, dtype: torch.dtype, device: torch.device | str
 ) -> CLIPTextModelWithProjection:
     """Load a CLIPTextModelWithProjection from a local transformers folder, in eval mode."""
-    return _load_model(CLIPTextModelWithProjection, folder, dtype, device)
+    return _load_model(CLIPTextModelWithProjection, folder, dtype, device, "text_encoder")
 
 
 def load_clip_image_encoder(
     folder: str | os.PathLike, dtype: torch.dtype, device: torch.device | str
 ) -> CLIPVisionModelWithProjection:
     """Load a CLIPVisionModelWithProjection from a local transformers folder, in eval mode."""
-    return _load_model(CLIPVisionModelWithProjection, folder, dtype, device)
+    return _load_model(CLIPVisionModelWithProjection, folder, dtype, device, "image_encoder")
 
 
 def load_clip_tokenizer(folder: str | os.PathLike) -> CLIPTokenizer:
-    """Load the CLIP BPE tokenizer (vocab.json, merges.txt, ...) from a local folder."""
-    return CLIPTokenizer.from_pretrained(folder, local_files_only=True)
+    """Load the CLIP BPE tokenizer (vocab.json + merges.txt, or tokenizer.json) from a local folder."""
+    from ..loading.transformers_models import check_tokenizer_folder, load_tokenizer
+
+    path = check_tokenizer_folder(folder, (("vocab.json", "merges.txt"), ("tokenizer.json",)), "CLIP tokenizer")
+    return load_tokenizer((CLIPTokenizer,), path, "CLIP tokenizer")
 
 
 def load_clip_image_processor(folder: str | os.PathLike) -> CLIPImageProcessor:

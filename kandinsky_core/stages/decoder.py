@@ -97,6 +97,11 @@ def sample(unet: DecoderUNet, embeds: Embeds, latents: torch.Tensor, *, generato
     last floor(steps x d) steps from the noised latent (diffusers' img2img `strength`). `mask` (ComfyUI MASK,
     1 = repaint) turns on inpainting; the latent then holds the MoVQ latents of the image to inpaint.
     """
+    if unet.version == "3" or getattr(embeds, "version", None) == "3":  # Kandinsky 3 (or a version mix-up)
+        from . import decoder3
+
+        return decoder3.sample(unet, embeds, latents, generator=generator, steps=steps, guidance_scale=guidance_scale,
+                               sampler=sampler, denoise=denoise, hint=hint, mask=mask, runtime=runtime)
     check_steps(steps)
     check_guidance(guidance_scale)
     check_strength(denoise, "denoise")
