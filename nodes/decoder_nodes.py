@@ -61,5 +61,6 @@ class KandinskyUNetSampler:
             unet, embeds, latent_samples(latent), generator=generator(seed), steps=steps,
             guidance_scale=guidance_scale, sampler=sampler, denoise=denoise, hint=hint,
             mask=latent.get("noise_mask"), runtime=runtime.runtime_for(unet, "unet"),
+            masked_latents=latent.get("masked_samples"),
         )
         return (sampler_output(latent, samples.to(runtime.output_device())),)
