@@ -86,7 +86,7 @@ class KandinskyDecoderLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "decoder_name": (paths.list_models("decoder"), {
+            "decoder_name": (paths.list_models("decoder") + paths.list_original_unets(), {
                 "tooltip": "A decoder repo folder under models/kandinsky: kandinsky-2-2-decoder (text-to-image, "
                            "image-to-image), kandinsky-2-2-decoder-inpaint or kandinsky-2-2-controlnet-depth.",
             }),
@@ -97,11 +97,20 @@ class KandinskyDecoderLoader:
         self._slot = ModelSlot(_release)
 
     def load(self, decoder_name: str, dtype: str, memory_mode: str = "auto"):
-        folder = paths.resolve_model(decoder_name, "decoder")
+        original = paths.resolve_original_unet(decoder_name)
+        folder = original[0] if original else paths.resolve_model(decoder_name, "decoder")
         unet_dtype = resolve_dtype(dtype, runtime.load_device("unet"), "unet")
         movq_dtype = resolve_dtype(dtype, runtime.load_device("movq"), "movq")
         runtime.check_memory_mode(memory_mode)
-        key = ("decoder", str(folder.resolve()), unet_dtype, movq_dtype, memory_mode)
-        unet, movq = self._slot.get(
-            key, lambda: _with_mode(load_decoder(folder, unet_dtype, movq_dtype=movq_dtype), memory_mode))
+        key = ("decoder", str(folder.resolve()), original, unet_dtype, movq_dtype, memory_mode)
+        if original:  # a UNet of an original ai-forever Kandinsky 3 release (weights/*.pt)
+            from ..kandinsky_core.loading import originals
+
+            def build():
+                return (originals.load_original_unet(folder, original[1], unet_dtype),
+                        originals.load_original_movq(folder, movq_dtype))
+        else:
+            def build():
+                return load_decoder(folder, unet_dtype, movq_dtype=movq_dtype)
+        unet, movq = self._slot.get(key, lambda: _with_mode(build(), memory_mode))
         return (unet, movq)

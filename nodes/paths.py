@@ -95,3 +95,41 @@ def resolve_model(name: str, role: str) -> Path:
             f"takes a Kandinsky {' or '.join(VERSIONS[role])} {role} folder.{where}"
         )
     return folder
+
+
+def list_original_unets(max_depth: int = 2) -> list[str]:
+    """Loader choices for the UNets of original ai-forever Kandinsky 3 release folders ("Kandinsky3.1 / flash")."""
+    from ..kandinsky_core.loading.originals import SEPARATOR, is_original_release, list_original_unets as unets
+
+    names: list[str] = []
+    for root in model_roots():
+        stack = [(root, 0)]
+        while stack:
+            folder, depth = stack.pop()
+            try:
+                children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+            except OSError:
+                continue
+            for child in children:
+                if is_original_release(child):
+                    rel = child.relative_to(root).as_posix()
+                    names += [f"{rel}{SEPARATOR}{e.kind}" for e in unets(child) if f"{rel}{SEPARATOR}{e.kind}" not in names]
+                elif depth + 1 < max_depth and not (child / MODEL_INDEX_NAME).is_file():
+                    stack.append((child, depth + 1))
+    return names
+
+
+def resolve_original_unet(name: str) -> tuple[Path, str] | None:
+    """(release folder, UNet kind) for an original-release choice; None when `name` is a diffusers folder name."""
+    from ..kandinsky_core.loading.originals import SEPARATOR, UNET_FILES, is_original_release
+
+    if SEPARATOR not in name:
+        return None
+    rel, kind = name.rsplit(SEPARATOR, 1)
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts or kind not in UNET_FILES:
+        raise ValueError(f"Invalid Kandinsky model name {name!r}: expected a choice as listed by the loader.")
+    for root in model_roots():
+        if is_original_release(root / rel):
+            return root / rel, kind
+    raise ValueError(f"No original Kandinsky 3 release folder {rel!r} in {[str(r) for r in model_roots()]}. "
+                     f"{DOWNLOAD_HINT}")

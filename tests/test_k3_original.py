@@ -262,3 +262,26 @@ def test_flash_and_sampler_combinations_are_errors(release, pack):
     inpaint = load_original_unet(release.folder, "inpainting")
     with pytest.raises(ValueError, match="give it a latent from KandinskyMoVQEncode with a mask"):
         decoder.sample(inpaint, embeds, latent, sampler="k3_original", **run)
+
+
+def test_decoder_loader_offers_each_original_unet(release, pack, monkeypatch):
+    monkeypatch.setenv("KANDINSKY_MODEL_DIR", str(release.folder.parent))
+    monkeypatch.setenv("KANDINSKY_DEVICE", "cpu")
+    loader = pack.NODE_CLASS_MAPPINGS["KandinskyDecoderLoader"]
+    choices = loader.INPUT_TYPES()["required"]["decoder_name"][0]
+    assert [c for c in choices if c.startswith("Kandinsky3.1")] == [
+        "Kandinsky3.1 / base", "Kandinsky3.1 / inpainting", "Kandinsky3.1 / flash"]
+    unet, movq = loader().load("Kandinsky3.1 / flash", "fp32")
+    assert unet.original_kind == "flash" and unet.version == "3" and movq.version == "3"
+    with pytest.raises(ValueError, match="expected a choice as listed"):
+        loader().load("Kandinsky3.1 / turbo", "fp32")
+
+
+def test_schedule_and_times_match_original(orig):
+    from_orig = orig.diffusion.BaseDiffusion(orig.diffusion.get_named_beta_schedule("cosine", 1000), 0.99)
+    k3 = importlib.import_module(f"{_core}.schedulers.k3_original")
+    assert torch.equal(k3.alphas_cumprod(), from_orig.alphas_cumprod)
+    for steps in range(1, 1001):
+        assert k3.sample_times(steps) == list(range(999, 0, -1000 // steps)), steps
+    x0 = torch.randn(3, 4, 8, 8) * 3
+    assert torch.equal(k3.dynamic_threshold(x0, 0.99), from_orig.process_x_start(x0))

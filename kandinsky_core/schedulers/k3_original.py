@@ -1,9 +1,9 @@
 """The sampler of the original ai-forever Kandinsky 3 / 3.1 release (`kandinsky3/model/diffusion.py`).
 
 It differs from diffusers' Kandinsky3Pipeline:
-- the cosine schedule of 1000 training steps is kept; `steps` only picks the times 999, 999 - 1000//steps,
-  ... (down to > 0), each followed by the next (the last by 0), and the UNet sees those times as they are
-  (the code's `time_scale` is 1000 // 1000 = 1);
+- the cosine schedule of 1000 training steps is kept; `steps` only picks the times 999, 999 - s, ... (down
+  to > 0) with s = -((-1000) // steps), each followed by the next (the last by 0), and the UNet sees those
+  times as they are (the code's `time_scale` is 1000 // 1000 = 1);
 - each step is DDIM with eta = 1 between the picked times: x0 from eps, x0 dynamically thresholded (the
   `percentile` quantile of |x0| per sample, at least 1, clip and divide), eps recomputed from the clipped
   x0, then x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - s^2) eps + s z with
@@ -42,10 +42,11 @@ def alphas_cumprod(train_steps: int = TRAIN_STEPS) -> torch.Tensor:
 
 
 def sample_times(steps: int) -> list[int]:
-    """The times the original visits for `steps` (range(999, 0, -(1000 // steps)))."""
+    """The times the original visits for `steps`: range(999, 0, -1000 // steps), where Python reads the stride as
+    (-1000) // steps, so steps that do not divide 1000 stride one further (3 steps: 999, 665, 331)."""
     if not 1 <= steps <= TRAIN_STEPS:
         raise ValueError(f"The original Kandinsky 3 sampler takes 1 to {TRAIN_STEPS} steps, got {steps}.")
-    return list(range(TRAIN_STEPS - 1, 0, -(TRAIN_STEPS // steps)))
+    return list(range(TRAIN_STEPS - 1, 0, (-TRAIN_STEPS) // steps))
 
 
 def dynamic_threshold(x0: torch.Tensor, percentile: float | None) -> torch.Tensor:
