@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..components import DecoderUNet, MoVQModel
+from ..components import DecoderUNet, MoVQModel, TextEncoderModels
 from ..configs.unet3 import detect_unet3_variant
 from .original_keys import (
     movq_config_from_original,
@@ -185,3 +185,20 @@ def load_original_movq(folder: str | Path, dtype: torch.dtype = torch.float32) -
         movq = MoVQ(config)
     load_strict(movq, state_dict, "movq", f"{Path(folder).name} original MoVQ", dtype=dtype, device="cpu")
     return MoVQModel(name=Path(folder).name, version="3", movq=movq.eval().requires_grad_(False), dtype=dtype)
+
+
+def load_original_text_encoder(folder: str | Path, dtype: torch.dtype = torch.float32) -> TextEncoderModels:
+    """The T5 encoder + tokenizer of an original 3.1 release (weights/flan_ul2_encoder, transformers format)."""
+    from ..models import t5
+
+    encoder_dir = text_encoder_dir(folder)
+    if encoder_dir is None:
+        raise MissingFileError(
+            f"{Path(folder).name} has no {WEIGHTS_DIR}/{TEXT_ENCODER_DIR}/ (the 3.1 release's T5 encoder): download "
+            f"it (`hf download ai-forever/Kandinsky3.1 --include '{WEIGHTS_DIR}/{TEXT_ENCODER_DIR}/*' --local-dir "
+            f"{folder}`) or use the text encoder of a diffusers kandinsky-3 folder."
+        )
+    tokenizer = t5.load_t5_tokenizer(encoder_dir)
+    text_encoder = t5.load_t5_encoder(encoder_dir, dtype, "cpu")
+    return TextEncoderModels(name=f"{Path(folder).name}{SEPARATOR}{TEXT_ENCODER_DIR}", version="3",
+                             text_encoder=text_encoder, tokenizer=tokenizer, dtype=dtype)
