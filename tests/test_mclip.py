@@ -11,6 +11,7 @@ from diffusers.pipelines.kandinsky.text_encoder import MultilingualCLIP
 from safetensors.torch import load_file, save_file
 from tiny_models.mclip import build_reference_mclip, make_xlmr_tokenizer
 
+from kandinsky_core.loading.strict import CheckpointMismatchError
 from kandinsky_core.models.mclip import (
     K21_MCLIP,
     K21_MCLIP_CONFIG,
@@ -117,7 +118,7 @@ def test_wrong_weights_raise(tiny, tmp_path):
     del state["transformer.pooler.dense.weight"]
     save_file(state, str(tmp_path / "model.safetensors"))
     (tmp_path / "config.json").write_text((src / "config.json").read_text())
-    with pytest.raises(RuntimeError, match="pooler.dense.weight"):
+    with pytest.raises(CheckpointMismatchError, match="pooler.dense.weight"):
         load_mclip(str(tmp_path))
 
 

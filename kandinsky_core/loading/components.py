@@ -167,13 +167,7 @@ def _load_mclip(folder: Path, dtype: torch.dtype) -> nn.Module:
     """The 2.1 M-CLIP text encoder through the strict loader."""
     from ..models import mclip
 
-    config = mclip.MCLIPConfig.from_dict(read_component_config(folder))
-    state_dict = read_component_weights(folder)
-    for key in mclip._LEGACY_BUFFER_KEYS:  # index buffers older transformers saved; rebuilt at construction
-        state_dict.pop(key, None)
-    model = _load_module(folder, lambda: mclip.MultilingualTextEncoder(config), "text_encoder",
-                         "Kandinsky 2.1 M-CLIP text encoder", dtype, state_dict)
-    return model
+    return mclip.load_mclip(str(folder), dtype, "cpu")
 
 
 def load_movq(repo_dir: str | Path, dtype: torch.dtype = torch.float32, version: str = "2.2") -> MoVQModel:

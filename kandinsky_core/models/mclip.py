@@ -6,14 +6,12 @@ outputs: the projected masked-mean embedding (B, 768) and the token states (B, 7
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from torch import nn
 from transformers import XLMRobertaConfig, XLMRobertaModel
 from transformers.activations import ACT2FN
@@ -21,9 +19,6 @@ from transformers.activations import ACT2FN
 logger = logging.getLogger(__name__)
 
 MAX_LENGTH = 77  # KandinskyPipeline tokenizes to exactly 77 tokens (pad to max, truncate)
-
-# Keys that older transformers versions saved although they are not weights (non-persistent buffers now).
-_LEGACY_BUFFER_KEYS = ("transformer.embeddings.position_ids", "transformer.embeddings.token_type_ids")
 
 # diffusers MCLIPConfig defaults (XLMRobertaConfig defaults + M-CLIP's 1024 -> 768), used for absent keys.
 _DEFAULTS: dict[str, Any] = {
@@ -164,13 +159,6 @@ class MultilingualTextEncoder(nn.Module):
         pooled = summed / attention_mask.sum(dim=1)[:, None]
         return self.LinearTransformation(pooled), hidden
 
-    def materialize_buffers(self, device: torch.device | str) -> None:
-        """Recreate XLM-R's non-persistent index buffers (position/token-type ids) after a meta build."""
-        emb = self.transformer.embeddings
-        n = self.config.max_position_embeddings
-        emb.position_ids = torch.arange(n, device=device).expand(1, -1)  # 1, P
-        emb.token_type_ids = torch.zeros(1, n, dtype=torch.long, device=device)  # 1, P
-
 
 @torch.no_grad()
 def encode_text(
@@ -205,52 +193,24 @@ def encode_text(
     return pooled, hidden, mask
 
 
-def _weight_files(folder: str) -> list[str]:
-    """model.safetensors, or the shards named by model.safetensors.index.json."""
-    single = os.path.join(folder, "model.safetensors")
-    if os.path.isfile(single):
-        return [single]
-    index = os.path.join(folder, "model.safetensors.index.json")
-    if os.path.isfile(index):
-        with open(index, encoding="utf-8") as f:
-            return [os.path.join(folder, s) for s in sorted(set(json.load(f)["weight_map"].values()))]
-    raise ValueError(
-        f"No model.safetensors (or model.safetensors.index.json) in {folder!r}. Expected the kandinsky-2-1 "
-        "text_encoder folder in diffusers layout, as `hf download kandinsky-community/kandinsky-2-1` leaves it."
-    )
-
-
-def _read_weights(folder: str, dtype: torch.dtype, device: torch.device | str) -> dict[str, torch.Tensor]:
-    """Read tensor by tensor, casting floats to `dtype` on the way (no full-precision copy on `device`)."""
-    state: dict[str, torch.Tensor] = {}
-    for path in _weight_files(folder):
-        with safe_open(path, framework="pt") as f:
-            for key in f.keys():
-                t = f.get_tensor(key)
-                state[key] = t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
-    return state
-
-
 def load_mclip(
     folder: str, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
 ) -> MultilingualTextEncoder:
-    """Build from folder/config.json on the meta device, then load the safetensors weights strictly."""
-    with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
-        config = MCLIPConfig.from_dict(json.load(f))
-    with torch.device("meta"):
+    """Build from folder/config.json on the meta device, then load the weights strictly (the core's reader:
+    safetensors or tensor-only pickles, single or sharded; mismatches name the key)."""
+    from ..loading.repo import read_component_config
+    from ..loading.strict import empty_weights, load_strict
+    from ..loading.transformers_models import align_state_dict, check_config_sizes
+    from ..loading.weights import read_component_weights
+
+    raw = read_component_config(folder)
+    check_config_sizes(raw, "text_encoder", folder)
+    config = MCLIPConfig.from_dict(raw)
+    state = read_component_weights(folder)
+    with empty_weights():
         model = MultilingualTextEncoder(config)
-    state = _read_weights(folder, dtype, device)
-    for key in _LEGACY_BUFFER_KEYS:
-        state.pop(key, None)
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise RuntimeError(
-            f"{folder!r} does not hold M-CLIP text encoder weights for its config.json: {len(missing)} missing "
-            f"keys (first: {missing[:3]}), {len(unexpected)} unexpected keys (first: {unexpected[:3]})."
-        )
-    model.load_state_dict(state, strict=True, assign=True)
-    model.materialize_buffers(device)
+    state = align_state_dict(model, state, "text_encoder")  # drops index buffers older transformers saved
+    load_strict(model, state, "text_encoder", "Kandinsky 2.1 M-CLIP text encoder", dtype=dtype, device=device)
     return model.eval().requires_grad_(False)
 
 
