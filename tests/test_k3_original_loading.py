@@ -86,3 +86,83 @@ def test_diffusers_folder_is_not_an_original_release(tmp_path):
     (tmp_path / "weights").mkdir()
     torch.save({}, tmp_path / "weights" / "kandinsky3.pt")
     assert not is_original_release(tmp_path) and list_original_unets(tmp_path) == []
+
+
+# --- a tiny release folder in the original layout (no original code needed) -------------------------------------
+
+TINY_DIFFUSERS = dict(in_channels=4, time_embedding_dim=64, groups=32, attention_head_dim=64, layers_per_block=2,
+                      block_out_channels=(64, 128, 128, 128), cross_attention_dim=64, encoder_hid_dim=32)
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    from tiny_models.k3_original_release import build_original_release
+
+    return build_original_release(tmp_path_factory.mktemp("release"))
+
+
+def test_converter_and_diffusers_unet_agree_with_our_loader(release):
+    from diffusers import Kandinsky3UNet
+    from diffusers.pipelines.kandinsky3.convert_kandinsky3_unet import convert_state_dict
+
+    from kandinsky_core.loading.originals import find_original_unet, read_original_unet
+
+    entry = find_original_unet(release, "base")
+    payload = torch.load(entry.unet_file, weights_only=True)
+    proj = torch.load(entry.projection_file, weights_only=True)
+    merged = dict(payload["unet"], **{"projection_lin.weight": proj["0.weight"], "projection_ln.weight": proj["1.weight"],
+                                      "projection_ln.bias": proj["1.bias"]})
+    theirs = convert_state_dict(merged)
+    ours, null = read_original_unet(entry)
+    reference = Kandinsky3UNet(**TINY_DIFFUSERS).eval()
+    assert set(ours) == set(theirs) == set(reference.state_dict())
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    reference.load_state_dict(theirs)
+    unet = load_original_unet(release, "base")
+    g = torch.Generator().manual_seed(0)
+    x, states = torch.randn(2, 4, 16, 8, generator=g), torch.randn(2, 6, 32, generator=g)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0]], dtype=torch.bool)
+    with torch.no_grad():
+        want = reference(x, torch.tensor([999, 3]), states, mask).sample
+        got = unet.unet(x, torch.tensor([999, 3]), states, mask)
+    assert torch.allclose(got, want, atol=1e-5, rtol=0), (got - want).abs().max()
+    assert torch.equal(unet.null_embedding, null)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cast_to_the_loader_dtype(release, dtype):
+    unet = load_original_unet(release, "inpainting", dtype)
+    assert unet.variant.task == "inpaint" and unet.dtype == dtype
+    assert {p.dtype for p in unet.unet.parameters()} == {dtype}
+    assert load_original_movq(release, dtype).movq.dtype == dtype
+
+
+def test_text_encoder_of_the_release(release):
+    from kandinsky_core.loading.originals import load_original_text_encoder, text_encoder_dir
+    from kandinsky_core.runtime import LocalRuntime
+    from kandinsky_core.stages.text3 import encode_prompts
+
+    assert text_encoder_dir(release) == release / "weights" / "flan_ul2_encoder"
+    encoder = load_original_text_encoder(release)
+    embeds = encode_prompts(encoder, ["a red cat"], None, LocalRuntime("cpu"))
+    assert embeds.width == 32 and torch.isfinite(embeds.embeds).all()
+
+
+@pytest.mark.parametrize("kind,sampler", [("base", "k3_original"), ("flash", "flash"), ("inpainting", "k3_original")])
+def test_core_samples_every_original_unet(release, kind, sampler):
+    from kandinsky_core.payloads import TextEmbeds
+    from kandinsky_core.runtime import LocalRuntime
+    from kandinsky_core.stages import decoder
+
+    unet = load_original_unet(release, kind)
+    states = torch.randn(1, 4, 32)
+    mask = torch.tensor([[True, True, True, False]])
+    embeds = TextEmbeds(states * mask[..., None], mask, torch.zeros_like(states), torch.zeros_like(mask))
+    extra = {}
+    if kind == "inpainting":
+        repaint = torch.zeros(1, 1, 64, 72)
+        repaint[..., 8:40, 16:48] = 1
+        extra = dict(mask=repaint, masked_latents=torch.randn(1, 4, 8, 9))
+    out = decoder.sample(unet, embeds, torch.zeros(1, 4, 8, 9), generator=torch.Generator().manual_seed(1), steps=3,
+                         guidance_scale=3.0, sampler=sampler, runtime=LocalRuntime("cpu"), **extra)
+    assert out.shape == (1, 4, 8, 9) and torch.isfinite(out).all()

@@ -27,7 +27,7 @@ def _random(layout: list, seed: int, in_channels: int | None = None) -> dict[str
 
 
 def build_original_release(path: str | Path, name: str = "Kandinsky3.1") -> Path:
-    from k3 import TINY_T5, make_t5_tokenizer
+    from tiny_models.k3 import TINY_T5, make_t5_tokenizer
     from transformers import T5Config, T5EncoderModel
 
     from kandinsky_core.loading.originals import UNET_FILES
