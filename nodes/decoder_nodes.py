@@ -40,7 +40,9 @@ class KandinskyUNetSampler:
                 "sampler": (decoder_stage.SAMPLERS, {
                     "default": "ddpm",
                     "tooltip": "ddpm: the scheduler the 2.2 decoder repos ship; ddim: deterministic DDIM with the "
-                               "same training schedule. Both match the diffusers pipelines with that scheduler.",
+                               "same training schedule. Both match the diffusers pipelines with that scheduler. "
+                               "k3_original: the original Kandinsky 3/3.1 release's sampler (its base and inpainting "
+                               "UNets); flash: the 4-step update of the 3.1 Flash UNet (steps and guidance ignored).",
                 }),
                 "denoise": ("FLOAT", {
                     "default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01,
