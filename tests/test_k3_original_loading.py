@@ -166,3 +166,52 @@ def test_core_samples_every_original_unet(release, kind, sampler):
     out = decoder.sample(unet, embeds, torch.zeros(1, 4, 8, 9), generator=torch.Generator().manual_seed(1), steps=2,
                          guidance_scale=3.0, sampler=sampler, runtime=LocalRuntime("cpu"), **extra)
     assert out.shape == (1, 4, 8, 9) and torch.isfinite(out).all()
+
+
+def test_release_files_are_memory_mapped(release, monkeypatch):
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs.get("weights_only"), kwargs.get("mmap")))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    load_original_unet(release, "flash")
+    load_original_movq(release)
+    assert calls and all(c == (True, True) for c in calls)
+
+
+def test_legacy_format_pickles_load_without_mmap(tmp_path):
+    from kandinsky_core.loading.weights import load_pickle_safely
+
+    path = tmp_path / "legacy.pt"
+    torch.save({"a": torch.ones(2)}, path, _use_new_zipfile_serialization=False)
+    assert torch.equal(load_pickle_safely(path, mmap=True)["a"], torch.ones(2))
+
+
+def test_nodes_inpaint_with_the_original_release(release, pack, monkeypatch):
+    """Loader -> MoVQEncode(image, mask) -> UNetSampler(k3_original) -> MoVQDecode on the original files."""
+    import importlib
+
+    monkeypatch.setenv("KANDINSKY_MODEL_DIR", str(release.parent))
+    monkeypatch.setenv("KANDINSKY_DEVICE", "cpu")
+    nodes = pack.NODE_CLASS_MAPPINGS
+    paths = importlib.import_module("kandinsky_pack.nodes.paths")
+    assert paths.list_original_text_encoders() == ["Kandinsky3.1 / flan_ul2_encoder"]
+    loader = nodes["KandinskyDecoderLoader"]
+    assert [c for c in loader.INPUT_TYPES()["required"]["decoder_name"][0] if c.startswith("Kandinsky3.1")] == [
+        "Kandinsky3.1 / base", "Kandinsky3.1 / inpainting", "Kandinsky3.1 / flash"]
+    unet, movq = loader().load("Kandinsky3.1 / inpainting", "fp32")
+    image = torch.rand(1, 64, 72, 3, generator=torch.Generator().manual_seed(2))
+    repaint = torch.zeros(1, 64, 72)
+    repaint[:, 16:48, 8:40] = 1.0
+    (latent,) = nodes["KandinskyMoVQEncode"]().encode(movq, image, repaint)
+    assert latent["masked_samples"].shape == latent["samples"].shape == (1, 4, 8, 9)
+    payloads = importlib.import_module("kandinsky_pack.kandinsky_core.payloads")
+    states, mask = torch.randn(1, 4, 32), torch.tensor([[True, True, False, False]])
+    embeds = payloads.TextEmbeds(states * mask[..., None], mask, torch.zeros_like(states), torch.zeros_like(mask))
+    (out,) = nodes["KandinskyUNetSampler"]().sample(unet, embeds, latent, 0, 2, 4.0, "k3_original", 1.0)
+    assert set(out) == {"samples"}
+    (decoded,) = nodes["KandinskyMoVQDecode"]().decode(movq, out)
+    assert decoded.shape == (1, 64, 72, 3) and torch.isfinite(decoded).all()
