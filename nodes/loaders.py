@@ -102,7 +102,8 @@ class KandinskyDecoderLoader:
         unet_dtype = resolve_dtype(dtype, runtime.load_device("unet"), "unet")
         movq_dtype = resolve_dtype(dtype, runtime.load_device("movq"), "movq")
         runtime.check_memory_mode(memory_mode)
-        key = ("decoder", str(folder.resolve()), original, unet_dtype, movq_dtype, memory_mode)
+        source = str(folder.resolve()) + (f" / {original[1]}" if original else "")  # one UNet of a release
+        key = ("decoder", source, unet_dtype, movq_dtype, memory_mode)
         if original:  # a UNet of an original ai-forever Kandinsky 3 release (weights/*.pt)
             from ..kandinsky_core.loading import originals
 
