@@ -2,6 +2,11 @@
 
     python -m kandinsky_core.generate --prior models/kandinsky/kandinsky-2-2-prior \
         --decoder models/kandinsky/kandinsky-2-2-decoder --prompt "red cat, 4k photo" --out cat.png
+    python -m kandinsky_core.generate --decoder models/kandinsky/kandinsky-3 --prompt "red cat, 4k photo"
+
+A Kandinsky 3 folder as --decoder (no --prior: its own T5 text encoder reads the prompt) runs Kandinsky 3;
+its defaults are 25 steps, guidance 3.0, 1024x1024 (2.x: 50 steps, guidance 4.0, 512x512). For a 12 GB GPU
+add --dtype fp8_e4m3fn --memory-mode model_offload (or lowvram).
 
 --init-image turns on image-to-image (with --denoise), --mask inpainting (white = repaint; use an
 inpaint decoder), --hint a depth map (use kandinsky-2-2-controlnet-depth).
@@ -16,9 +21,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .loading.components import load_decoder, load_prior
+from . import fp8
+from .loading.components import load_decoder, load_prior, load_text_encoder
+from .loading.repo import read_model_index
+from .memory import MEMORY_MODES
 from .runtime import DTYPE_CHOICES, LocalRuntime, resolve_dtype
-from .stages import decoder, prior
+from .stages import decoder, prior, text3
 from .stages import movq as movq_stage
 from .stages.hints import depth_hint
 
@@ -27,23 +35,30 @@ logger = logging.getLogger(__name__)
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kandinsky_core.generate", description=__doc__.split("\n")[0])
-    p.add_argument("--prior", required=True, help="prior repo folder (kandinsky-2-2-prior layout)")
-    p.add_argument("--decoder", required=True, help="decoder repo folder (kandinsky-2-2-decoder layout)")
+    p.add_argument("--prior", help="prior repo folder (kandinsky-2-2-prior layout); 2.x only")
+    p.add_argument("--decoder", required=True,
+                   help="decoder repo folder (kandinsky-2-2-decoder layout), or a kandinsky-3 folder (then no --prior)")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--negative-prompt", default="", help="empty = the zero-image negative (diffusers' None)")
-    p.add_argument("--width", type=int, default=512)
-    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--negative-prompt", default="",
+                   help="empty = diffusers' None (2.x: the zero-image negative; 3: zero embeds)")
+    p.add_argument("--width", type=int, default=None, help="default 512 (2.x), 1024 (3)")
+    p.add_argument("--height", type=int, default=None, help="default 512 (2.x), 1024 (3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prior-steps", type=int, default=25)
     p.add_argument("--prior-guidance", type=float, default=4.0)
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--guidance", type=float, default=4.0)
+    p.add_argument("--steps", type=int, default=None, help="default 50 (2.x), 25 (3)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="default 4.0 (2.x), 3.0 (3: diffusers' K3 guidance, (g + 1) cond - g uncond)")
     p.add_argument("--sampler", choices=decoder.SAMPLERS, default="ddpm")
     p.add_argument("--denoise", type=float, default=1.0, help="img2img strength (needs --init-image)")
     p.add_argument("--init-image", help="image for image-to-image or inpainting")
     p.add_argument("--mask", help="inpainting mask image, white = repaint")
     p.add_argument("--hint", help="depth map image for the depth ControlNet decoder")
-    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto")
+    p.add_argument("--dtype", choices=[*DTYPE_CHOICES, fp8.CHOICE], default="auto",
+                   help="fp8_e4m3fn (Kandinsky 3 only): T5 and UNet weights stored in 8 bits, MoVQ as auto")
+    p.add_argument("--memory-mode", choices=MEMORY_MODES, default="gpu",
+                   help="gpu: all on the device; model_offload: one stage's models at a time; lowvram: blocks "
+                        "streamed one at a time (see kandinsky_core/memory.py)")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda if available)")
     p.add_argument("--out", default="kandinsky.png")
     return p
@@ -57,17 +72,55 @@ def _read_image(path: str, size: tuple[int, int] | None = None) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None]
 
 
-def run(args: argparse.Namespace) -> Image.Image:
-    runtime = LocalRuntime(args.device)
+_DEFAULTS = {"3": dict(steps=25, guidance=3.0, width=1024, height=1024),  # per Kandinsky version
+             "2.x": dict(steps=50, guidance=4.0, width=512, height=512)}
+
+
+def _load_k3(args: argparse.Namespace, runtime: LocalRuntime):
+    """A kandinsky-3 folder: (prompt embeds, UNet, MoVQ)."""
+    if args.prior:
+        raise ValueError(f"{args.decoder} is a Kandinsky 3 folder: Kandinsky 3 has no prior, leave out --prior.")
+    device = runtime.device()
+    te_dtype, te_fp8 = fp8.resolve_weights(args.dtype, device, "text_encoder")
+    unet_dtype, unet_fp8 = fp8.resolve_weights(args.dtype, device, "unet")
+    movq_dtype = resolve_dtype("auto" if unet_fp8 else args.dtype, device, "movq")
+    text_encoder = load_text_encoder(args.decoder, te_dtype)
+    if te_fp8:
+        fp8.store_fp8(text_encoder.text_encoder)
+    embeds = text3.encode_prompts(text_encoder, [args.prompt], args.negative_prompt or None, runtime)
+    del text_encoder  # 8.7 B parameters: free them before the UNet loads
+    unet, movq = load_decoder(args.decoder, unet_dtype, movq_dtype)
+    if unet_fp8:
+        fp8.store_unet_fp8(unet)
+    return embeds, unet, movq
+
+
+def _load_2x(args: argparse.Namespace, runtime: LocalRuntime):
+    """A 2.x prior and decoder: (image embeds, UNet, MoVQ)."""
+    if not args.prior:
+        raise ValueError(f"{args.decoder} is a Kandinsky 2.x decoder: give its prior with --prior "
+                         "(e.g. models/kandinsky/kandinsky-2-2-prior).")
+    if args.dtype == fp8.CHOICE:
+        raise ValueError("--dtype fp8_e4m3fn is for Kandinsky 3 only; choose auto, fp16, bf16 or fp32 for 2.x.")
     device = runtime.device()
     prior_models = load_prior(args.prior, resolve_dtype(args.dtype, device))
     unet, movq = load_decoder(args.decoder, resolve_dtype(args.dtype, device), resolve_dtype(args.dtype, device, "movq"))
-    f = movq.scale_factor
-    if args.width % f or args.height % f:
-        raise ValueError(f"--width and --height must be multiples of {f} (the MoVQ factor), got {args.width}x{args.height}.")
     embeds = prior.prior_encode(prior_models, args.prompt, args.negative_prompt or None,
                                 generator=torch.Generator("cpu").manual_seed(args.seed), steps=args.prior_steps,
                                 guidance_scale=args.prior_guidance, runtime=runtime)
+    return embeds, unet, movq
+
+
+def run(args: argparse.Namespace) -> Image.Image:
+    runtime = LocalRuntime(args.device, memory_mode=args.memory_mode)
+    version = "3" if read_model_index(args.decoder).version == "3" else "2.x"
+    for name, value in _DEFAULTS[version].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    embeds, unet, movq = (_load_k3 if version == "3" else _load_2x)(args, runtime)
+    f = movq.scale_factor
+    if args.width % f or args.height % f:
+        raise ValueError(f"--width and --height must be multiples of {f} (the MoVQ factor), got {args.width}x{args.height}.")
     size = (args.width, args.height)
     if args.init_image:
         latents = movq_stage.encode(movq, _read_image(args.init_image, size), runtime=runtime)
@@ -79,6 +132,7 @@ def run(args: argparse.Namespace) -> Image.Image:
                              steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler,
                              denoise=args.denoise, hint=hint, mask=mask, runtime=runtime)
     image = movq_stage.decode(movq, latents, runtime=runtime)[0]
+    runtime.offload_all()
     return Image.fromarray((image.numpy() * 255).round().astype(np.uint8))
 
 

@@ -8,6 +8,8 @@ from .loaders import KandinskyDecoderLoader, KandinskyPriorLoader
 from .movq_nodes import KandinskyMoVQDecode, KandinskyMoVQEncode
 from .paths import in_comfyui, register_comfy_folder
 from .prior_nodes import KandinskyImageEmbed, KandinskyPriorEmb2Emb, KandinskyPriorEncode
+from .loaders import KandinskyTextEncoderLoader
+from .text_nodes import KandinskyTextEncode
 
 NODE_CLASS_MAPPINGS = {
     "KandinskyPriorLoader": KandinskyPriorLoader,
@@ -21,6 +23,8 @@ NODE_CLASS_MAPPINGS = {
     "KandinskyMoVQEncode": KandinskyMoVQEncode,
     "KandinskyUNetSampler": KandinskyUNetSampler,
     "KandinskyMoVQDecode": KandinskyMoVQDecode,
+    "KandinskyTextEncoderLoader": KandinskyTextEncoderLoader,
+    "KandinskyTextEncode": KandinskyTextEncode,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -35,6 +39,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "KandinskyMoVQEncode": "Kandinsky MoVQ Encode",
     "KandinskyUNetSampler": "Kandinsky UNet Sampler",
     "KandinskyMoVQDecode": "Kandinsky MoVQ Decode",
+    "KandinskyTextEncoderLoader": "Kandinsky 3 Text Encoder Loader",
+    "KandinskyTextEncode": "Kandinsky 3 Text Encode",
 }
 
 if in_comfyui():  # the only import-time side effect: make models/kandinsky a ComfyUI model folder

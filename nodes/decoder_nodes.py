@@ -9,7 +9,8 @@ from .latents import latent_samples, sampler_output
 
 class KandinskyUNetSampler:
     DESCRIPTION = (
-        "Denoises a latent with the decoder UNet, conditioned on image embeddings. An empty latent "
+        "Denoises a latent with the decoder UNet, conditioned on image embeddings (2.x) or text embeds (Kandinsky 3: "
+        "KandinskyTextEncode; defaults there are 25 steps, guidance 3.0, 1024x1024). An empty latent "
         "(EmptyLatentImage) gives text-to-image; KandinskyMoVQEncode's latent with denoise < 1 gives image-to-image; "
         "a latent with a noise_mask and an inpainting UNet inpaints; a depth ControlNet UNet needs a hint. Any "
         "size that is a multiple of 8 pixels comes back exactly. The output LATENT drops noise_mask (the "
@@ -27,19 +28,23 @@ class KandinskyUNetSampler:
             "required": {
                 "unet": (UNET, {"tooltip": "The UNet from KandinskyDecoderLoader."}),
                 "embeds": (EMBEDS, {
-                    "tooltip": "Image embeddings from a prior node of the same Kandinsky version; a latent batch "
-                               "larger than the embeds batch reuses the embeds cyclically.",
+                    "tooltip": "Image embeddings from a prior node of the same Kandinsky version, or Kandinsky 3 text "
+                               "embeds (KandinskyTextEncode) for a Kandinsky 3 UNet; a latent batch larger than the "
+                               "embeds batch reuses the embeds cyclically.",
                 }),
                 "latent": ("LATENT", {
                     "tooltip": "Start latent: EmptyLatentImage (size only) for text-to-image, KandinskyMoVQEncode for "
                                "image-to-image, or KandinskyMoVQEncode with a mask (noise_mask) for inpainting.",
                 }),
                 "seed": seed_input("initial noise"),
-                "steps": steps_input(50, 1, "Number of steps of the full schedule (diffusers' num_inference_steps)."),
-                "guidance_scale": guidance_input(4.0, "Classifier-free guidance scale; 1 or less turns guidance off."),
+                "steps": steps_input(50, 1, "Number of steps of the full schedule (diffusers' num_inference_steps; "
+                                           "2.2 default 50, Kandinsky 3 default 25)."),
+                "guidance_scale": guidance_input(4.0, "Classifier-free guidance scale; 1 or less turns guidance off "
+                                                      "(2.2 default 4.0). Kandinsky 3: diffusers' K3 guidance, eps = "
+                                                      "(g + 1) cond - g uncond, default 3.0."),
                 "sampler": (decoder_stage.SAMPLERS, {
                     "default": "ddpm",
-                    "tooltip": "ddpm: the scheduler the 2.2 decoder repos ship; ddim: deterministic DDIM with the "
+                    "tooltip": "ddpm: the scheduler the 2.2 and 3 repos ship; ddim: deterministic DDIM with the "
                                "same training schedule. Both match the diffusers pipelines with that scheduler. "
                                "k3_original: the original Kandinsky 3/3.1 release's sampler (its base and inpainting "
                                "UNets); flash: the 4-step update of the 3.1 Flash UNet (steps and guidance ignored).",

@@ -36,7 +36,7 @@ class KandinskyMoVQEncode:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "movq": (MOVQ, {"tooltip": "The MoVQ from KandinskyDecoderLoader."}),
+                "movq": (MOVQ, {"tooltip": "The MoVQ from KandinskyDecoderLoader (2.x or kandinsky-3)."}),
                 "image": ("IMAGE", {"tooltip": "Images to encode; sides that are not multiples of 8 are "
                                                "centre-cropped to the multiple below."}),
             },

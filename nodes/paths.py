@@ -19,8 +19,12 @@ logger = logging.getLogger(__name__)
 FOLDER_NAME = "kandinsky"
 ENV_VAR = "KANDINSKY_MODEL_DIR"
 DEFAULT_DIR = os.path.join(".", "models", "kandinsky")
-VERSIONS = {"prior": ("2.1", "2.2"), "decoder": ("2.1", "2.2")}  # Kandinsky versions each loader takes
-LOADER_NODE = {"prior": "KandinskyPriorLoader", "decoder": "KandinskyDecoderLoader"}
+VERSIONS = {"prior": ("2.1", "2.2"), "decoder": ("2.1", "2.2", "3"), "text_encoder": ("3",)}  # per loader role
+LOADER_NODE = {"prior": "KandinskyPriorLoader", "decoder": "KandinskyDecoderLoader",
+               "text_encoder": "KandinskyTextEncoderLoader"}
+# The model_index.json role of the folders a loader role reads: the Kandinsky 3 text encoder lives in the
+# kandinsky-3 repo folder next to its UNet and MoVQ (a "decoder" folder in repo terms).
+FOLDER_ROLE = {"text_encoder": "decoder"}
 
 
 def in_comfyui() -> bool:
@@ -49,6 +53,10 @@ def model_roots() -> list[Path]:
     return [Path(r) for r in roots]
 
 
+def _folder_role(role: str) -> str:
+    return FOLDER_ROLE.get(role, role)
+
+
 def _versions_match(folder: Path, role: str) -> bool:
     try:
         return read_model_index(folder).version in VERSIONS[role]
@@ -57,10 +65,10 @@ def _versions_match(folder: Path, role: str) -> bool:
 
 
 def list_models(role: str) -> list[str]:
-    """Names of the repo folders a loader of `role` ("prior" or "decoder") can load, across all roots."""
+    """Names of the repo folders a loader of `role` ("prior", "decoder", "text_encoder") can load, across all roots."""
     names: list[str] = []
     for root in model_roots():
-        for name in list_repo_folders(root, roles=(role,)):
+        for name in list_repo_folders(root, roles=(_folder_role(role),)):
             if name not in names and _versions_match(root / name, role):
                 names.append(name)
     return names
@@ -87,15 +95,21 @@ def resolve_model(name: str, role: str) -> Path:
             f"Available: {available or 'none'}. {DOWNLOAD_HINT}"
         )
     index = read_model_index(folder)  # raises for non-Kandinsky pipelines
-    if index.role != role or index.version not in VERSIONS[role]:
-        other = LOADER_NODE.get(index.role)
-        where = f" Load it with {other} instead." if other and index.version in VERSIONS.get(index.role, ()) else ""
+    if index.role != _folder_role(role) or index.version not in VERSIONS[role]:
         raise ValueError(
             f"{name!r} is a Kandinsky {index.version} {index.role} folder ({index.class_name}), but this loader "
-            f"takes a Kandinsky {' or '.join(VERSIONS[role])} {role} folder.{where}"
+            f"takes a Kandinsky {' or '.join(VERSIONS[role])} {_folder_role(role)} folder.{_where(index)}"
         )
     return folder
 
+
+def _where(index) -> str:
+    """Which loader node takes a folder of this index instead."""
+    if index.version == "3":
+        return (" Kandinsky 3 has no prior: load its folder with KandinskyTextEncoderLoader (prompt encoder) and "
+                "KandinskyDecoderLoader (UNet and MoVQ).")
+    other = LOADER_NODE.get(index.role)
+    return f" Load it with {other} instead." if other and index.version in VERSIONS.get(index.role, ()) else ""
 
 
 def _original_releases(max_depth: int = 2) -> list[tuple[str, Path]]:

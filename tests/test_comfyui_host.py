@@ -65,9 +65,11 @@ def free_port() -> int:
 
 def build_tiny_models(models: Path) -> list[str]:
     """Tiny random Kandinsky repos under the README's folder names (2.1 ones when their builder exists)."""
+    from tiny_models.k3 import build_k3_repo
     from tiny_models.repos import build_decoder_repo, build_prior_repo
 
     builders = {
+        "kandinsky-3": build_k3_repo,
         "kandinsky-2-2-prior": build_prior_repo,
         "kandinsky-2-2-decoder": lambda p: build_decoder_repo(p, "decoder22"),
         "kandinsky-2-2-decoder-inpaint": lambda p: build_decoder_repo(p, "inpaint22"),
@@ -285,6 +287,7 @@ def test_every_node_appears_in_object_info_with_its_inputs(comfy_server, pack, m
     priors = info["KandinskyPriorLoader"]["input"]["required"]["prior_name"][0]
     decoders = info["KandinskyDecoderLoader"]["input"]["required"]["decoder_name"][0]
     assert sorted(priors + decoders) == comfy_server.model_names  # found through extra_model_paths.yaml
+    assert info["KandinskyTextEncoderLoader"]["input"]["required"]["text_encoder_name"][0] == ["kandinsky-3"]
 
 
 def test_web_extension_and_workflow_templates_are_served(comfy_server):

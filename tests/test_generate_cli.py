@@ -31,3 +31,37 @@ def test_bad_input_exits_nonzero(repos, tmp_path, caplog):
             "--out", str(tmp_path / "x.png")]
     assert main(args) == 1
     assert "not a prior" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def k3_repo(tmp_path_factory):
+    import shutil
+
+    from tiny_models.k3 import build_k3_repo
+
+    root = tmp_path_factory.mktemp("cli3")
+    shutil.move(str(build_k3_repo(root / "build")), str(root / "kandinsky-3"))  # the README's folder name
+    return root / "kandinsky-3"
+
+
+def test_kandinsky3_folder_without_prior(k3_repo, tmp_path):
+    out = tmp_path / "k3.png"
+    args = ["--decoder", str(k3_repo), "--prompt", "a red cat", "--width", "32", "--height", "16", "--steps", "2",
+            "--device", "cpu", "--out", str(out)]
+    assert main(args) == 0
+    assert Image.open(out).size == (32, 16)
+    out2 = tmp_path / "k3_i2i.png"
+    assert main(args[:-1] + [str(out2), "--init-image", str(out), "--denoise", "0.5", "--dtype", "fp8_e4m3fn",
+                             "--memory-mode", "lowvram", "--negative-prompt", "blurry"]) == 0
+    assert np.asarray(Image.open(out2)).shape == (16, 32, 3)
+
+
+def test_kandinsky3_cli_errors(k3_repo, repos, tmp_path, caplog):
+    prior, dec = repos
+    common = ["--prompt", "x", "--device", "cpu", "--steps", "2", "--out", str(tmp_path / "x.png")]
+    assert main(["--decoder", str(k3_repo), "--prior", str(prior), *common]) == 1
+    assert "Kandinsky 3 has no prior" in caplog.text
+    assert main(["--decoder", str(dec), *common]) == 1
+    assert "give its prior with --prior" in caplog.text
+    assert main(["--decoder", str(dec), "--prior", str(prior), "--dtype", "fp8_e4m3fn", *common]) == 1
+    assert "Kandinsky 3 only" in caplog.text

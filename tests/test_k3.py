@@ -145,3 +145,26 @@ def test_versions_do_not_mix(ours):
     k22_unet = SimpleNamespace(version="2.2", name="kandinsky-2-2-decoder")
     with pytest.raises(ValueError, match=r"Kandinsky 3 text encoder.*Kandinsky 2\.2"):
         decoder.sample(k22_unet, k3, torch.zeros(1, 4, 8, 8), generator=gen(0), steps=2, runtime=RT)
+
+
+def test_text_embeds_are_validated():
+    states, mask = torch.zeros(2, 5, 32), torch.ones(2, 5, dtype=torch.bool)
+    assert TextEmbeds(states, mask, states, ~mask).batch == 2
+    with pytest.raises(ValueError, match="same"):
+        TextEmbeds(states, mask, torch.zeros(1, 5, 32), mask)
+    with pytest.raises(ValueError, match="bool"):
+        TextEmbeds(states, mask.long(), states, mask)
+    with pytest.raises(ValueError, match="version"):
+        TextEmbeds(states, mask, states, mask, version="2.2")
+
+
+def test_k3_sampler_refuses_hints_and_masks(ours):
+    from kandinsky_core.payloads import Hint
+
+    embeds = text3.encode_prompts(ours.text_encoder, [PROMPT], None, RT)
+    with pytest.raises(ValueError, match="hint"):
+        decoder.sample(ours.unet, embeds, torch.zeros(1, 4, 8, 8), generator=gen(0), steps=2, runtime=RT,
+                       hint=Hint(torch.zeros(1, 3, 64, 64)))
+    with pytest.raises(ValueError, match="without a mask"):
+        decoder.sample(ours.unet, embeds, torch.zeros(1, 4, 8, 8), generator=gen(0), steps=2, runtime=RT,
+                       mask=torch.ones(1, 16, 16))

@@ -12,7 +12,7 @@ import weakref
 
 import pytest
 import torch
-from tiny_models.node_repos import (DECODER, DEPTH, INPAINT, NOT_A_REPO, OTHER_PIPELINE, PRIOR, assert_same,  # noqa: F401
+from tiny_models.node_repos import (DECODER, DEPTH, INPAINT, K3, NOT_A_REPO, OTHER_PIPELINE, PRIOR, assert_same,  # noqa: F401
                                     block_mask, call, core, gen, models, node_inputs, nodes, rand_image,
                                     tiny_model_dir)
 
@@ -37,6 +37,8 @@ DESIGN_TABLE = {
     "KandinskyUNetSampler": (["unet", "embeds", "latent", "seed", "steps", "guidance_scale", "sampler", "denoise"],
                              ["hint"], ["LATENT"]),
     "KandinskyMoVQDecode": (["movq", "latent"], [], ["IMAGE"]),
+    "KandinskyTextEncoderLoader": (["text_encoder_name", "dtype"], ["memory_mode"], ["KANDINSKY_TEXT_ENCODER"]),
+    "KandinskyTextEncode": (["text_encoder", "prompt", "negative_prompt"], [], ["KANDINSKY_EMBEDS"]),
 }
 MODEL_LIST = "<kandinsky repo folders>"  # loader combos depend on the installed models: not in the snapshot
 
@@ -108,8 +110,10 @@ def test_contract_snapshot(nodes):
 def test_loader_lists_repo_folders_by_role(nodes):
     priors = nodes["KandinskyPriorLoader"].INPUT_TYPES()["required"]["prior_name"][0]
     decoders = nodes["KandinskyDecoderLoader"].INPUT_TYPES()["required"]["decoder_name"][0]
+    text_encoders = nodes["KandinskyTextEncoderLoader"].INPUT_TYPES()["required"]["text_encoder_name"][0]
     assert priors == [PRIOR]
-    assert decoders == sorted([DECODER, INPAINT, DEPTH])
+    assert decoders == sorted([DECODER, INPAINT, DEPTH, K3])
+    assert text_encoders == [K3]  # the Kandinsky 3 repo folder holds its text encoder
     assert NOT_A_REPO not in decoders and OTHER_PIPELINE not in decoders
 
 
@@ -118,7 +122,7 @@ def test_model_dir_env_lists_every_root(nodes, tmp_path, monkeypatch):
     (tmp_path / "mine" / "my-decoder").symlink_to(tiny_model_dir() / DECODER, target_is_directory=True)
     monkeypatch.setenv("KANDINSKY_MODEL_DIR", os.pathsep.join([str(tiny_model_dir()), str(tmp_path)]))
     decoders = nodes["KandinskyDecoderLoader"].INPUT_TYPES()["required"]["decoder_name"][0]
-    assert decoders == sorted([DECODER, INPAINT, DEPTH]) + ["mine/my-decoder"]
+    assert decoders == sorted([DECODER, INPAINT, DEPTH, K3]) + ["mine/my-decoder"]
     unet, _ = call(nodes["KandinskyDecoderLoader"], decoder_name="mine/my-decoder", dtype="fp32")
     assert unet.variant.task == "text2img"
 
@@ -202,17 +206,22 @@ def test_every_node_runs_from_defaults(nodes, models, core):
         "KandinskyMoVQEncode": {"movq": movq, "image": image, "mask": block_mask(32, 32)},
         "KandinskyUNetSampler": {"unet": unet, "embeds": embeds, "latent": {"samples": torch.zeros(1, 4, 8, 8)}},
         "KandinskyMoVQDecode": {"movq": movq, "latent": {"samples": torch.zeros(1, 4, 8, 8)}},
+        "KandinskyTextEncoderLoader": {},
+        "KandinskyTextEncode": {"text_encoder": call(nodes["KandinskyTextEncoderLoader"], text_encoder_name=K3,
+                                                     dtype="fp32")[0]},
     }
     kinds = {
         "KANDINSKY_PRIOR": core.components.PriorModels, "KANDINSKY_UNET": core.components.DecoderUNet,
         "KANDINSKY_MOVQ": core.components.MoVQModel, "KANDINSKY_EMBEDS": core.payloads.Embeds,
         "KANDINSKY_HINT": core.payloads.Hint, "IMAGE": torch.Tensor, "MASK": torch.Tensor, "LATENT": dict,
+        "KANDINSKY_TEXT_ENCODER": core.components.TextEncoderModels,
     }
+    kinds_of = {"KandinskyTextEncode": {"KANDINSKY_EMBEDS": core.payloads.TextEmbeds}}
     for node_id, cls in nodes.items():
         outputs = call(cls, **node_inputs(cls, sockets[node_id]))
         assert isinstance(outputs, tuple) and len(outputs) == len(cls.RETURN_TYPES), node_id
         for kind, value in zip(cls.RETURN_TYPES, outputs):
-            assert isinstance(value, kinds[kind]), (node_id, kind)
+            assert isinstance(value, kinds_of.get(node_id, kinds)[kind]), (node_id, kind)
             tensor = value["samples"] if kind == "LATENT" else value if kind in ("IMAGE", "MASK") else None
             if tensor is not None:
                 assert tensor.device.type == "cpu" and tensor.dtype == torch.float32 and torch.isfinite(tensor).all()

@@ -36,18 +36,18 @@ CORE_INPUTS = {
                    "width": int, "height": int, "crop": ["disabled", "center"]},
 }
 VIRTUAL = {"MarkdownNote", "Note"}  # editor-only nodes: in UI files, never in the API format
-MODEL_INPUTS = ("prior_name", "decoder_name")  # combo values that depend on the installed models
+MODEL_INPUTS = ("prior_name", "decoder_name", "text_encoder_name")  # combo values that depend on the installed models
 MODEL_FOLDERS = {  # the folders the README's download commands create, and what each holds
     "kandinsky-2-2-prior": ("prior", "2.2"), "kandinsky-2-2-decoder": ("decoder", "2.2"),
     "kandinsky-2-2-decoder-inpaint": ("decoder", "2.2"), "kandinsky-2-2-controlnet-depth": ("decoder", "2.2"),
     "kandinsky-2-1-prior": ("prior", "2.1"), "kandinsky-2-1": ("decoder", "2.1"),
-    "kandinsky-2-1-inpaint": ("decoder", "2.1"),
+    "kandinsky-2-1-inpaint": ("decoder", "2.1"), "kandinsky-3": ("decoder", "3"),
 }
 EXPECTED = {  # the tasks the issue asks for, by file name
     "kandinsky-2-2-text-to-image", "kandinsky-2-2-image-to-image", "kandinsky-2-2-inpaint",
     "kandinsky-2-2-interpolate", "kandinsky-2-2-emb2emb", "kandinsky-2-2-depth-text-to-image",
     "kandinsky-2-2-depth-image-to-image", "kandinsky-2-1-text-to-image", "kandinsky-2-1-image-to-image",
-    "kandinsky-2-1-inpaint", "kandinsky-2-1-interpolate",
+    "kandinsky-2-1-inpaint", "kandinsky-2-1-interpolate", "kandinsky-3-text-to-image", "kandinsky-3-image-to-image",
 }
 
 
@@ -228,9 +228,10 @@ def test_every_input_is_valid_against_input_types(pack, name):
 def test_model_folders_match_the_loaders_and_the_task(pack):
     for name in NAMES:
         api = load(WORKFLOWS / "api" / f"{name}.json")
-        version = "2.1" if name.startswith("kandinsky-2-1") else "2.2"
+        version = "2.1" if name.startswith("kandinsky-2-1") else "3" if name.startswith("kandinsky-3") else "2.2"
         for node in api.values():
-            for key, role in (("prior_name", "prior"), ("decoder_name", "decoder")):
+            # the Kandinsky 3 text encoder is read from the kandinsky-3 (decoder) folder
+            for key, role in (("prior_name", "prior"), ("decoder_name", "decoder"), ("text_encoder_name", "decoder")):
                 if key in node["inputs"]:
                     assert MODEL_FOLDERS[node["inputs"][key]] == (role, version), f"{name}: {node['inputs'][key]}"
         decoders = {n["inputs"]["decoder_name"] for n in api.values() if "decoder_name" in n["inputs"]}

@@ -35,6 +35,7 @@ MODELS = {  # loader widget values: the folders the README's `hf download` comma
     "prior21": "kandinsky-2-1-prior",
     "decoder21": "kandinsky-2-1",
     "inpaint21": "kandinsky-2-1-inpaint",
+    "k3": "kandinsky-3",
 }
 
 # ComfyUI core nodes (0.3.64) used by the workflows: display name, inputs as (name, type, optional),
@@ -323,6 +324,7 @@ SIZES = {  # node sizes close to what the frontend computes, with room for the i
     "KandinskyDepthHint": (220, 26), "KandinskyMaskInvert": (220, 26), "KandinskyMoVQEncode": (220, 66),
     "KandinskyUNetSampler": (300, 238), "KandinskyMoVQDecode": (220, 46), "LoadImage": (320, 340),
     "SaveImage": (420, 460), "PreviewImage": (300, 300), "EmptyLatentImage": (300, 106), "ImageScale": (300, 130),
+    "KandinskyTextEncoderLoader": (320, 106), "KandinskyTextEncode": (400, 200),
 }
 
 
@@ -353,12 +355,13 @@ def _decoder(g: Graph, model: str) -> Node:
 
 
 def _sample_and_save(g: Graph, decoder: Node, embeds: Node, latent: Node, prefix: str, *, steps: int = 50,
-                     sampler: str = "ddpm", denoise: float = 1.0, hint: Node | None = None, seed: int = 42) -> Node:
+                     sampler: str = "ddpm", denoise: float = 1.0, hint: Node | None = None, seed: int = 42,
+                     guidance_scale: float = 4.0) -> Node:
     links = {"unet": decoder.out(0), "embeds": embeds.out(), "latent": latent.out()}
     if hint is not None:
         links["hint"] = hint.out()
     sampled = _node(g, "KandinskyUNetSampler", (X_DECODE, 0), "Decoder: sample latent", links, seed=seed,
-                    steps=steps, guidance_scale=4.0, sampler=sampler, denoise=denoise)
+                    steps=steps, guidance_scale=guidance_scale, sampler=sampler, denoise=denoise)
     image = _node(g, "KandinskyMoVQDecode", (X_DECODE, 300), "MoVQ: latent to image",
                   {"movq": decoder.out(1), "latent": sampled.out()})
     return _node(g, "SaveImage", (X_SAVE, 0), "Save image", {"images": image.out()}, filename_prefix=prefix)
@@ -526,11 +529,60 @@ def depth(i2i: bool) -> Graph:
     return g
 
 
+K3_NOTE = (
+    "\n\nKandinsky 3 has no prior: the **T5 text encoder** (Flan-UL2, 8.7 B parameters) turns the prompt into "
+    "text embeds and the UNet reads them directly. Defaults as diffusers: 25 steps, guidance 3.0 (K3's "
+    "guidance, (g + 1) cond - g uncond), 1024 x 1024.\n\nFor a 12 GB GPU set the text encoder's `dtype` to "
+    "`fp8_e4m3fn` and both loaders' `memory_mode` to `model_offload` (or `lowvram`); see docs/KANDINSKY_3.md."
+)
+
+
+def _k3_models(g: Graph, prompt: str, negative: str = "") -> tuple[Node, Node]:
+    """The Kandinsky 3 text encoder (with the prompt encoded) and decoder loaders: (embeds node, decoder node)."""
+    text_encoder = _node(g, "KandinskyTextEncoderLoader", (X_LOAD, 0), "Load text encoder (Kandinsky 3)",
+                         text_encoder_name=MODELS["k3"], dtype="auto", memory_mode="auto")
+    embeds = _node(g, "KandinskyTextEncode", (X_PREP, 0), "Text encoder: prompt to embeds",
+                   {"text_encoder": text_encoder.out()}, prompt=prompt, negative_prompt=negative)
+    decoder = _node(g, "KandinskyDecoderLoader", (X_LOAD, Y_DECODER_LOADER), "Load UNet + MoVQ (Kandinsky 3)",
+                    decoder_name=MODELS["k3"], dtype="auto", memory_mode="auto")
+    return embeds, decoder
+
+
+def text_to_image3() -> Graph:
+    g = Graph("kandinsky-3-text-to-image")
+    _common_notes(g, "## Kandinsky 3: text to image\n\nThe text encoder turns the prompt into T5 states; the "
+                     "UNet denoises a latent conditioned on them; **MoVQ** decodes the latent to pixels. The "
+                     "empty latent only gives the size (any multiple of 8 pixels; trained at 1024 px). An empty "
+                     "negative prompt is diffusers' `negative_prompt=None`." + K3_NOTE, ("k3",))
+    embeds, decoder = _k3_models(g, "A photograph of the inside of a subway train. There are raccoons sitting on "
+                                    "the seats. One of them is reading a newspaper. The window shows the city in "
+                                    "the background.")
+    latent = _empty_latent(g, 230, 1024)
+    _sample_and_save(g, decoder, embeds, latent, "kandinsky3_t2i", steps=25, guidance_scale=3.0)
+    return g
+
+
+def image_to_image3() -> Graph:
+    g = Graph("kandinsky-3-image-to-image")
+    _common_notes(g, "## Kandinsky 3: image to image\n\nThe input image is resized, encoded by MoVQ and noised; "
+                     "the UNet re-denoises it towards the prompt.\n\n`denoise` is diffusers' `strength` "
+                     "(Kandinsky3Img2ImgPipeline): with S steps, the last floor(S x denoise) steps run. Low "
+                     "values keep the image, 1.0 ignores it." + K3_NOTE, ("k3",))
+    embeds, decoder = _k3_models(g, "A painting of the inside of a subway train with tiny raccoons.")
+    source = _load_image(g, 0, "Input image")
+    scaled = _scale(g, source, 230, 1024)
+    latent = _node(g, "KandinskyMoVQEncode", (X_PREP, 410), "MoVQ: image to latent",
+                   {"movq": decoder.out(1), "image": scaled.out()})
+    _sample_and_save(g, decoder, embeds, latent, "kandinsky3_i2i", steps=25, guidance_scale=3.0, denoise=0.75)
+    return g
+
+
 def all_graphs() -> list[Graph]:
     return [
         text_to_image("2.2"), image_to_image("2.2"), inpaint("2.2"), interpolate("2.2"), emb2emb(),
         depth(i2i=False), depth(i2i=True),
         text_to_image("2.1"), image_to_image("2.1"), inpaint("2.1"), interpolate("2.1"),
+        text_to_image3(), image_to_image3(),
     ]
 
 

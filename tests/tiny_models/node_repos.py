@@ -21,8 +21,9 @@ REPO_NAMES = {  # tiny_models.repos builder name -> folder name under models/kan
     "decoder22": "kandinsky-2-2-decoder",
     "inpaint22": "kandinsky-2-2-decoder-inpaint",
     "depth22": "kandinsky-2-2-controlnet-depth",
+    "k3": "kandinsky-3",
 }
-PRIOR, DECODER, INPAINT, DEPTH = (REPO_NAMES[k] for k in ("prior", "decoder22", "inpaint22", "depth22"))
+PRIOR, DECODER, INPAINT, DEPTH, K3 = (REPO_NAMES[k] for k in ("prior", "decoder22", "inpaint22", "depth22", "k3"))
 SAME = 1e-6  # node graph vs core stage functions
 NOT_A_REPO = "not-a-repo"  # a folder without model_index.json
 OTHER_PIPELINE = "stable-diffusion"  # a diffusers folder of another pipeline
@@ -30,7 +31,8 @@ OTHER_PIPELINE = "stable-diffusion"  # a diffusers folder of another pipeline
 
 @functools.lru_cache(maxsize=None)
 def tiny_model_dir() -> Path:
-    """models/kandinsky with the tiny 2.2 prior, decoder, inpaint and depth repos (deleted at exit)."""
+    """models/kandinsky with the tiny 2.2 prior, decoder, inpaint, depth and Kandinsky 3 repos (deleted at exit)."""
+    from tiny_models.k3 import build_k3_repo
     from tiny_models.repos import build_decoder_repo, build_prior_repo
 
     root = Path(tempfile.mkdtemp(prefix="kandinsky-nodes-"))
@@ -39,7 +41,12 @@ def tiny_model_dir() -> Path:
     models.mkdir(parents=True)
     for key, name in REPO_NAMES.items():
         build = root / "build" / key
-        built = build_prior_repo(build) if key == "prior" else build_decoder_repo(build, key)
+        if key == "prior":
+            built = build_prior_repo(build)
+        elif key == "k3":
+            built = build_k3_repo(build)
+        else:
+            built = build_decoder_repo(build, key)
         shutil.move(str(built), str(models / name))
     (models / NOT_A_REPO / "unet").mkdir(parents=True)
     (models / OTHER_PIPELINE).mkdir()
