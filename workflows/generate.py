@@ -539,14 +539,15 @@ K3_NOTE = (
 )
 
 
-def _k3_models(g: Graph, prompt: str, negative: str = "") -> tuple[Node, Node]:
+def _k3_models(g: Graph, prompt: str, negative: str = "", *, text_encoder_name: str = MODELS["k3"],
+               decoder_name: str = MODELS["k3"], version: str = "Kandinsky 3") -> tuple[Node, Node]:
     """The Kandinsky 3 text encoder (with the prompt encoded) and decoder loaders: (embeds node, decoder node)."""
-    text_encoder = _node(g, "KandinskyTextEncoderLoader", (X_LOAD, 0), "Load text encoder (Kandinsky 3)",
-                         text_encoder_name=MODELS["k3"], dtype="auto", memory_mode="auto")
+    text_encoder = _node(g, "KandinskyTextEncoderLoader", (X_LOAD, 0), f"Load text encoder ({version})",
+                         text_encoder_name=text_encoder_name, dtype="auto", memory_mode="auto")
     embeds = _node(g, "KandinskyTextEncode", (X_PREP, 0), "Text encoder: prompt to embeds",
                    {"text_encoder": text_encoder.out()}, prompt=prompt, negative_prompt=negative)
-    decoder = _node(g, "KandinskyDecoderLoader", (X_LOAD, Y_DECODER_LOADER), "Load UNet + MoVQ (Kandinsky 3)",
-                    decoder_name=MODELS["k3"], dtype="auto", memory_mode="auto")
+    decoder = _node(g, "KandinskyDecoderLoader", (X_LOAD, Y_DECODER_LOADER), f"Load UNet + MoVQ ({version})",
+                    decoder_name=decoder_name, dtype="auto", memory_mode="auto")
     return embeds, decoder
 
 
@@ -589,13 +590,8 @@ K31_NOTE = (
 def _k31_models(g: Graph, prompt: str, unet: str) -> tuple[Node, Node]:
     """The original 3.1 release's text encoder (prompt encoded) and one of its UNets: (embeds, decoder)."""
     release = MODELS["k31"]
-    text_encoder = _node(g, "KandinskyTextEncoderLoader", (X_LOAD, 0), "Load text encoder (Kandinsky 3.1)",
-                         text_encoder_name=f"{release} / flan_ul2_encoder", dtype="auto", memory_mode="auto")
-    embeds = _node(g, "KandinskyTextEncode", (X_PREP, 0), "Text encoder: prompt to embeds",
-                   {"text_encoder": text_encoder.out()}, prompt=prompt, negative_prompt="")
-    decoder = _node(g, "KandinskyDecoderLoader", (X_LOAD, Y_DECODER_LOADER), f"Load UNet + MoVQ (3.1 {unet})",
-                    decoder_name=f"{release} / {unet}", dtype="auto", memory_mode="auto")
-    return embeds, decoder
+    return _k3_models(g, prompt, text_encoder_name=f"{release} / flan_ul2_encoder", decoder_name=f"{release} / {unet}",
+                      version=f"Kandinsky 3.1 {unet}")
 
 
 def inpaint31() -> Graph:
