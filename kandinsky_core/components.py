@@ -48,6 +48,10 @@ class DecoderUNet:
     text_encoder: nn.Module | None = None  # 2.1 only (M-CLIP); Kandinsky 3 has its own TextEncoderModels
     tokenizer: Any = None  # 2.1 only
     memory_mode: str = "auto"  # host residency chosen in the loader: "auto" or one of memory.MEMORY_MODES
+    # a UNet of the original ai-forever K3 release: "base", "inpainting" or "flash", and its learned
+    # unconditional context token (what the original sampler guides against)
+    original_kind: str | None = None
+    null_embedding: torch.Tensor | None = None
 
     @property
     def version(self) -> str:

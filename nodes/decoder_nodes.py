@@ -45,7 +45,9 @@ class KandinskyUNetSampler:
                 "sampler": (decoder_stage.SAMPLERS, {
                     "default": "ddpm",
                     "tooltip": "ddpm: the scheduler the 2.2 and 3 repos ship; ddim: deterministic DDIM with the "
-                               "same training schedule. Both match the diffusers pipelines with that scheduler.",
+                               "same training schedule. Both match the diffusers pipelines with that scheduler. "
+                               "k3_original: the original Kandinsky 3/3.1 release's sampler (its base and inpainting "
+                               "UNets); flash: the 4-step update of the 3.1 Flash UNet (steps and guidance ignored).",
                 }),
                 "denoise": ("FLOAT", {
                     "default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01,
@@ -66,5 +68,6 @@ class KandinskyUNetSampler:
             unet, embeds, latent_samples(latent), generator=generator(seed), steps=steps,
             guidance_scale=guidance_scale, sampler=sampler, denoise=denoise, hint=hint,
             mask=latent.get("noise_mask"), runtime=runtime.runtime_for(unet, "unet"),
+            masked_latents=latent.get("masked_samples"),
         )
         return (sampler_output(latent, samples.to(runtime.output_device())),)

@@ -21,7 +21,7 @@ def sampler_output(latent: dict, samples: torch.Tensor) -> dict:
     The mask is consumed: the samples are already inpainted, and a following sampler (e.g. a refining
     pass with a non-inpaint UNet) must not treat them as an inpainting input again.
     """
-    out = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask")}
+    out = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask", "masked_samples")}
     if samples.shape[0] != latent["samples"].shape[0]:
         out.pop("batch_index", None)  # the batch was expanded to the embeds' batch
     out["samples"] = samples

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..kandinsky_core import fp8
+from ..kandinsky_core.loading import originals
 from ..kandinsky_core.loading.components import load_decoder, load_prior, load_text_encoder
 from ..kandinsky_core.runtime import DTYPE_CHOICES, resolve_dtype
 from . import paths, runtime
@@ -99,7 +100,7 @@ class KandinskyDecoderLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "decoder_name": (paths.list_models("decoder"), {
+            "decoder_name": (paths.list_models("decoder") + paths.list_original_unets(), {
                 "tooltip": "A decoder repo folder under models/kandinsky: kandinsky-2-2-decoder (text-to-image, "
                            "image-to-image), kandinsky-2-2-decoder-inpaint, kandinsky-2-2-controlnet-depth, "
                            "kandinsky-2-1, or kandinsky-3 (Kandinsky 3 UNet + MoVQ).",
@@ -111,14 +112,20 @@ class KandinskyDecoderLoader:
         self._slot = ModelSlot(_release)
 
     def load(self, decoder_name: str, dtype: str, memory_mode: str = "auto"):
-        folder = paths.resolve_model(decoder_name, "decoder")
+        original = paths.resolve_original_unet(decoder_name)  # (folder, kind) of an original release UNet
+        folder = original[0] if original else paths.resolve_model(decoder_name, "decoder")
         unet_dtype, unet_fp8 = fp8.resolve_weights(dtype, runtime.load_device("unet"), "unet")
         movq_dtype = resolve_dtype("auto" if unet_fp8 else dtype, runtime.load_device("movq"), "movq")
         runtime.check_memory_mode(memory_mode)
-        key = ("decoder", str(folder.resolve()), unet_dtype, unet_fp8, movq_dtype, memory_mode)
+        source = str(folder.resolve()) + (f" / {original[1]}" if original else "")  # one UNet of a release
+        key = ("decoder", source, unet_dtype, unet_fp8, movq_dtype, memory_mode)
 
         def load():
-            unet, movq = load_decoder(folder, unet_dtype, movq_dtype=movq_dtype)
+            if original:  # weights/kandinsky3*.pt of an original ai-forever Kandinsky 3 release
+                unet, movq = (originals.load_original_unet(folder, original[1], unet_dtype),
+                              originals.load_original_movq(folder, movq_dtype))
+            else:
+                unet, movq = load_decoder(folder, unet_dtype, movq_dtype=movq_dtype)
             if unet_fp8:
                 fp8.store_unet_fp8(unet)
             return _with_mode((unet, movq), memory_mode)
@@ -141,7 +148,7 @@ class KandinskyTextEncoderLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "text_encoder_name": (paths.list_models("text_encoder"), {
+            "text_encoder_name": (paths.list_models("text_encoder") + paths.list_original_text_encoders(), {
                 "tooltip": "A Kandinsky 3 repo folder under models/kandinsky (as `hf download "
                            "kandinsky-community/kandinsky-3 --local-dir models/kandinsky/kandinsky-3` leaves it); "
                            "its text_encoder/ and tokenizer/ are loaded.",
@@ -153,13 +160,15 @@ class KandinskyTextEncoderLoader:
         self._slot = ModelSlot(_release)
 
     def load(self, text_encoder_name: str, dtype: str, memory_mode: str = "auto"):
-        folder = paths.resolve_model(text_encoder_name, "text_encoder")
+        original = paths.resolve_original(text_encoder_name, (originals.TEXT_ENCODER_DIR,))  # weights/flan_ul2_encoder
+        folder = original[0] if original else paths.resolve_model(text_encoder_name, "text_encoder")
         torch_dtype, use_fp8 = fp8.resolve_weights(dtype, runtime.load_device("text_encoder"), "text_encoder")
         runtime.check_memory_mode(memory_mode)
         key = ("text_encoder", str(folder.resolve()), torch_dtype, use_fp8, memory_mode)
 
         def load():
-            bundle = load_text_encoder(folder, torch_dtype)
+            read = originals.load_original_text_encoder if original else load_text_encoder
+            bundle = read(folder, torch_dtype)
             if use_fp8:
                 fp8.store_fp8(bundle.text_encoder)
             return _with_mode(bundle, memory_mode)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..kandinsky_core.stages import movq as movq_stage
-from ..kandinsky_core.stages.masks import as_mask_batch
+from ..kandinsky_core.stages.masks import as_mask_batch, blank_repaint_area
 from . import runtime
 from .common import CATEGORY, MOVQ
 from .latents import latent_samples
@@ -56,6 +56,9 @@ class KandinskyMoVQEncode:
             encoded = (latents.shape[-2] * f, latents.shape[-1] * f)
             noise_mask = _noise_mask(mask, (image.shape[1], image.shape[2]), encoded)
             out["noise_mask"] = noise_mask.to(runtime.output_device())
+            if movq.version == "3":  # the 3.1 inpainting UNet also reads the image with the repaint area blanked
+                masked = movq_stage.encode(movq, blank_repaint_area(image, mask), runtime=runtime.runtime_for(movq, "movq"))
+                out["masked_samples"] = masked.to(runtime.output_device())
         return (out,)
 
 

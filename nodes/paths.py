@@ -110,3 +110,64 @@ def _where(index) -> str:
                 "KandinskyDecoderLoader (UNet and MoVQ).")
     other = LOADER_NODE.get(index.role)
     return f" Load it with {other} instead." if other and index.version in VERSIONS.get(index.role, ()) else ""
+
+
+def _original_releases(max_depth: int = 2) -> list[tuple[str, Path]]:
+    """(name relative to its root, folder) of every original ai-forever Kandinsky 3 release folder, all roots."""
+    from ..kandinsky_core.loading.originals import is_original_release
+
+    found: list[tuple[str, Path]] = []
+    for root in model_roots():
+        stack = [(root, 0)]
+        while stack:
+            folder, depth = stack.pop()
+            try:
+                children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+            except OSError:
+                continue
+            for child in children:
+                if is_original_release(child):
+                    rel = child.relative_to(root).as_posix()
+                    if rel not in [name for name, _ in found]:
+                        found.append((rel, child))
+                elif depth + 1 < max_depth and not (child / MODEL_INDEX_NAME).is_file():
+                    stack.append((child, depth + 1))
+    return found
+
+
+def list_original_unets() -> list[str]:
+    """Loader choices for the UNets of original ai-forever Kandinsky 3 release folders ("Kandinsky3.1 / flash")."""
+    from ..kandinsky_core.loading.originals import SEPARATOR, list_original_unets as unets
+
+    return [f"{name}{SEPARATOR}{e.kind}" for name, folder in _original_releases() for e in unets(folder)]
+
+
+def list_original_text_encoders() -> list[str]:
+    """Text encoder loader choices for original 3.1 releases ("Kandinsky3.1 / flan_ul2_encoder")."""
+    from ..kandinsky_core.loading.originals import SEPARATOR, TEXT_ENCODER_DIR, text_encoder_dir
+
+    return [f"{name}{SEPARATOR}{TEXT_ENCODER_DIR}" for name, folder in _original_releases()
+            if text_encoder_dir(folder) is not None]
+
+
+def resolve_original(name: str, parts: tuple[str, ...]) -> tuple[Path, str] | None:
+    """(release folder, part) for an original-release choice "<folder> / <part>"; None for a diffusers folder name."""
+    from ..kandinsky_core.loading.originals import SEPARATOR, is_original_release
+
+    if SEPARATOR not in name:
+        return None
+    rel, part = name.rsplit(SEPARATOR, 1)
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts or part not in parts:
+        raise ValueError(f"Invalid Kandinsky model name {name!r}: expected a choice as listed by the loader.")
+    for root in model_roots():
+        if is_original_release(root / rel):
+            return root / rel, part
+    raise ValueError(f"No original Kandinsky 3 release folder {rel!r} in {[str(r) for r in model_roots()]}. "
+                     f"{DOWNLOAD_HINT}")
+
+
+def resolve_original_unet(name: str) -> tuple[Path, str] | None:
+    """(release folder, UNet kind) for a decoder loader choice such as "Kandinsky3.1 / flash"."""
+    from ..kandinsky_core.loading.originals import UNET_FILES
+
+    return resolve_original(name, tuple(UNET_FILES))

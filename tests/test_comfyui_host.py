@@ -66,10 +66,12 @@ def free_port() -> int:
 def build_tiny_models(models: Path) -> list[str]:
     """Tiny random Kandinsky repos under the README's folder names (2.1 ones when their builder exists)."""
     from tiny_models.k3 import build_k3_repo
+    from tiny_models.k3_original_release import build_original_release
     from tiny_models.repos import build_decoder_repo, build_prior_repo
 
     builders = {
         "kandinsky-3": build_k3_repo,
+        "Kandinsky3.1": lambda p: build_original_release(p.parent, p.name),  # the original release layout
         "kandinsky-2-2-prior": build_prior_repo,
         "kandinsky-2-2-decoder": lambda p: build_decoder_repo(p, "decoder22"),
         "kandinsky-2-2-decoder-inpaint": lambda p: build_decoder_repo(p, "inpaint22"),
@@ -242,7 +244,8 @@ def rgba_test_image():
 def tiny_prompt(server: ComfyServer, prompt: dict, tag: str) -> tuple[dict, int]:
     """The workflow with uploaded input images, tiny sizes and few steps; returns it and the output side."""
     depth = any(n["inputs"].get("decoder_name") == "kandinsky-2-2-controlnet-depth" for n in prompt.values())
-    scale = 8 if depth else 2
+    original = any(" / " in n["inputs"].get("decoder_name", "") for n in prompt.values())  # 4-level MoVQ
+    scale = 8 if depth or original else 2
     for node_id, node in prompt.items():
         inputs = node["inputs"]
         if node["class_type"] == "LoadImage":

@@ -42,12 +42,16 @@ MODEL_FOLDERS = {  # the folders the README's download commands create, and what
     "kandinsky-2-2-decoder-inpaint": ("decoder", "2.2"), "kandinsky-2-2-controlnet-depth": ("decoder", "2.2"),
     "kandinsky-2-1-prior": ("prior", "2.1"), "kandinsky-2-1": ("decoder", "2.1"),
     "kandinsky-2-1-inpaint": ("decoder", "2.1"), "kandinsky-3": ("decoder", "3"),
+    # choices inside the original ai-forever release folder (one per UNet, and its text encoder)
+    "Kandinsky3.1 / inpainting": ("decoder", "3"), "Kandinsky3.1 / flash": ("decoder", "3"),
+    "Kandinsky3.1 / flan_ul2_encoder": ("decoder", "3"),
 }
 EXPECTED = {  # the tasks the issue asks for, by file name
     "kandinsky-2-2-text-to-image", "kandinsky-2-2-image-to-image", "kandinsky-2-2-inpaint",
     "kandinsky-2-2-interpolate", "kandinsky-2-2-emb2emb", "kandinsky-2-2-depth-text-to-image",
     "kandinsky-2-2-depth-image-to-image", "kandinsky-2-1-text-to-image", "kandinsky-2-1-image-to-image",
     "kandinsky-2-1-inpaint", "kandinsky-2-1-interpolate", "kandinsky-3-text-to-image", "kandinsky-3-image-to-image",
+    "kandinsky-3-1-inpaint", "kandinsky-3-1-flash",
 }
 
 
@@ -270,6 +274,9 @@ def model_dirs(tmp_path_factory):
             torch.manual_seed(0)
             shutil.move(str(build(root / "build" / folder)), str(models / folder))
         roots.append(models)
+    from tiny_models.k3_original_release import build_original_release
+
+    roots.append(build_original_release(tmp_path_factory.mktemp("k31")).parent)  # Kandinsky3.1 (original layout)
     return roots, reason
 
 
@@ -336,12 +343,13 @@ def test_api_workflow_runs_end_to_end_on_tiny_models(pack, model_dirs, monkeypat
             fraction = node["inputs"].get("denoise", node["inputs"].get("strength", 1.0))
             node["inputs"]["steps"] = max(MIN_STEPS, math.ceil(1 / fraction))
     depth = any(n["inputs"].get("decoder_name") == "kandinsky-2-2-controlnet-depth" for n in api.values())
-    core = CoreStandIns(scale_factor=8 if depth else 2)
+    original = name.startswith("kandinsky-3-1")  # the tiny original release's MoVQ has 4 levels, as the real one
+    core = CoreStandIns(scale_factor=8 if depth or original else 2)
     run_api_workflow(pack, api, core)
 
     assert len(core.saved) == 1
     image = core.saved[0]
-    side = TINY_LATENT * (8 if depth else 2)
+    side = TINY_LATENT * (8 if depth or original else 2)
     assert image.shape == (1, side, side, 3)
     assert torch.isfinite(image).all() and 0 <= image.min() and image.max() <= 1
     assert image.std() > 0  # a real decoded image, not a constant

@@ -36,7 +36,9 @@ MODELS = {  # loader widget values: the folders the README's `hf download` comma
     "decoder21": "kandinsky-2-1",
     "inpaint21": "kandinsky-2-1-inpaint",
     "k3": "kandinsky-3",
+    "k31": "Kandinsky3.1",  # the original ai-forever release (weights/*.pt), see docs/KANDINSKY_3_ORIGINALS.md
 }
+HUB_OWNER = {"k31": "ai-forever"}  # kandinsky-community otherwise
 
 # ComfyUI core nodes (0.3.64) used by the workflows: display name, inputs as (name, type, optional),
 # widget specs ("COMBO" for combos; LoadImage's upload button is a widget input that sends nothing),
@@ -314,8 +316,8 @@ MODEL_NOTE = (
 
 
 def _download(*keys: str) -> str:
-    return "\n".join(f"hf download kandinsky-community/{MODELS[k]} --local-dir models/kandinsky/{MODELS[k]}"
-                     for k in keys)
+    return "\n".join(f"hf download {HUB_OWNER.get(k, 'kandinsky-community')}/{MODELS[k]} --local-dir "
+                     f"models/kandinsky/{MODELS[k]}" for k in keys)
 
 
 SIZES = {  # node sizes close to what the frontend computes, with room for the image previews
@@ -537,14 +539,15 @@ K3_NOTE = (
 )
 
 
-def _k3_models(g: Graph, prompt: str, negative: str = "") -> tuple[Node, Node]:
+def _k3_models(g: Graph, prompt: str, negative: str = "", *, text_encoder_name: str = MODELS["k3"],
+               decoder_name: str = MODELS["k3"], version: str = "Kandinsky 3") -> tuple[Node, Node]:
     """The Kandinsky 3 text encoder (with the prompt encoded) and decoder loaders: (embeds node, decoder node)."""
-    text_encoder = _node(g, "KandinskyTextEncoderLoader", (X_LOAD, 0), "Load text encoder (Kandinsky 3)",
-                         text_encoder_name=MODELS["k3"], dtype="auto", memory_mode="auto")
+    text_encoder = _node(g, "KandinskyTextEncoderLoader", (X_LOAD, 0), f"Load text encoder ({version})",
+                         text_encoder_name=text_encoder_name, dtype="auto", memory_mode="auto")
     embeds = _node(g, "KandinskyTextEncode", (X_PREP, 0), "Text encoder: prompt to embeds",
                    {"text_encoder": text_encoder.out()}, prompt=prompt, negative_prompt=negative)
-    decoder = _node(g, "KandinskyDecoderLoader", (X_LOAD, Y_DECODER_LOADER), "Load UNet + MoVQ (Kandinsky 3)",
-                    decoder_name=MODELS["k3"], dtype="auto", memory_mode="auto")
+    decoder = _node(g, "KandinskyDecoderLoader", (X_LOAD, Y_DECODER_LOADER), f"Load UNet + MoVQ ({version})",
+                    decoder_name=decoder_name, dtype="auto", memory_mode="auto")
     return embeds, decoder
 
 
@@ -577,12 +580,56 @@ def image_to_image3() -> Graph:
     return g
 
 
+K31_NOTE = (
+    "\n\nThese are the UNets of the **original ai-forever Kandinsky 3.1 release**, loaded from its files as "
+    "they are: the decoder loader lists each as `Kandinsky3.1 / base`, `/ inpainting`, `/ flash`, the text "
+    "encoder loader its `flan_ul2_encoder`. See docs/KANDINSKY_3_ORIGINALS.md."
+)
+
+
+def _k31_models(g: Graph, prompt: str, unet: str) -> tuple[Node, Node]:
+    """The original 3.1 release's text encoder (prompt encoded) and one of its UNets: (embeds, decoder)."""
+    release = MODELS["k31"]
+    return _k3_models(g, prompt, text_encoder_name=f"{release} / flan_ul2_encoder", decoder_name=f"{release} / {unet}",
+                      version=f"Kandinsky 3.1 {unet}")
+
+
+def inpaint31() -> Graph:
+    g = Graph("kandinsky-3-1-inpaint")
+    _common_notes(g, "## Kandinsky 3.1: inpainting\n\nRight-click the **Input image** node > *Open in MaskEditor* "
+                     "and paint the area to repaint: **white (1) = repaint**, black = keep (ComfyUI's convention, "
+                     "which the original 3.1 code shares). The 9-channel inpainting UNet sees the image with the "
+                     "masked area blanked and the mask at every step, with the original sampler `k3_original` "
+                     "(50 steps, guidance 4 as the original). Any multiple of 8 px." + K31_NOTE, ("k31",))
+    embeds, decoder = _k31_models(g, "a red fox sitting on the bench", "inpainting")
+    source = _load_image(g, 0, "Input image (paint the mask here)")
+    scaled = _scale(g, source, 330, 1024, crop="disabled")
+    latent = _node(g, "KandinskyMoVQEncode", (X_PREP, 510), "MoVQ: image + mask to latent",
+                   {"movq": decoder.out(1), "image": scaled.out(), "mask": source.out(1)})
+    _sample_and_save(g, decoder, embeds, latent, "kandinsky31_inpaint", steps=50, guidance_scale=4.0,
+                     sampler="k3_original")
+    return g
+
+
+def flash31() -> Graph:
+    g = Graph("kandinsky-3-1-flash")
+    _common_notes(g, "## Kandinsky 3.1 Flash: text to image in 4 steps\n\nThe Flash UNet is distilled to draw "
+                     "in 4 unguided steps (times 979, 729, 479, 229) with the `flash` sampler; `steps` and "
+                     "`guidance_scale` are ignored, and the Flash UNet runs with no other sampler." + K31_NOTE,
+                  ("k31",))
+    embeds, decoder = _k31_models(g, "A photograph of a lighthouse on a cliff at sunset, 4k", "flash")
+    latent = _empty_latent(g, 230, 1024)
+    _sample_and_save(g, decoder, embeds, latent, "kandinsky31_flash", steps=4, guidance_scale=0.0, sampler="flash")
+    return g
+
+
 def all_graphs() -> list[Graph]:
     return [
         text_to_image("2.2"), image_to_image("2.2"), inpaint("2.2"), interpolate("2.2"), emb2emb(),
         depth(i2i=False), depth(i2i=True),
         text_to_image("2.1"), image_to_image("2.1"), inpaint("2.1"), interpolate("2.1"),
         text_to_image3(), image_to_image3(),
+        inpaint31(), flash31(),
     ]
 
 

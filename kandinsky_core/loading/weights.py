@@ -154,9 +154,22 @@ def _read_safetensors(path: Path, device: str) -> dict[str, torch.Tensor]:
         raise _corrupt(path, e) from e
 
 
-def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
+def load_pickle_safely(path: Path, mmap: bool = False) -> object:
+    """`torch.load(weights_only=True)`: tensors and plain containers only, nothing executed.
+
+    mmap=True maps the file instead of reading it (tensors are views of the page cache until cast), so a
+    file larger than half the RAM still loads; files in torch's legacy (pre-zip) format are read normally.
+    A payload that needs any other Python object is refused with a ValueError; a truncated or corrupt
+    file gives a ValueError saying to re-download it.
+    """
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as e:
+            if not (mmap and "zipfile" in str(e)):
+                raise
+            logger.info("%s is in torch's legacy format; reading it without memory-mapping", path)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         text = str(e)
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
@@ -170,6 +183,10 @@ def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
         ) from e
     except (RuntimeError, EOFError, OSError) as e:
         raise _corrupt(path, e) from e
+
+
+def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
+    payload = load_pickle_safely(path)
     if not isinstance(payload, dict):
         raise ValueError(
             f"{path} holds a {type(payload).__name__}, not a state dict (a flat dict of tensor name -> tensor); "

@@ -252,7 +252,7 @@ class Kandinsky3UNet(nn.Module):
         return self.conv_in.weight.dtype
 
     def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor,
-                encoder_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+                encoder_attention_mask: torch.Tensor | None = None, project_context: bool = True) -> torch.Tensor:
         """sample (B, C, h, w); timestep int/float/0-d/(B,); encoder_hidden_states (B, L, D) text states;
         encoder_attention_mask (B, L) bool or 0/1 (None = attend everywhere). Returns eps (B, out, h, w)."""
         bias = None
@@ -261,7 +261,8 @@ class Kandinsky3UNet(nn.Module):
             bias = bias[:, None, None, :]  # B, L -> B, 1, 1, L (broadcast over heads and queries)
         t = broadcast_timesteps(timestep, sample.shape[0], sample.device)
         time_embed = self.time_embedding(timestep_embedding(t, self.config.init_channels, False, 1).to(sample.dtype))
-        context = self.encoder_hid_proj(encoder_hidden_states)
+        # project_context=False: the states are already UNet context (the original K3 sampler projects first)
+        context = self.encoder_hid_proj(encoder_hidden_states) if project_context else encoder_hidden_states
         time_embed = self.add_time_condition(time_embed, context, bias)
 
         skips = []

@@ -25,6 +25,7 @@ from .validation import check_guidance, check_runs_a_step, check_steps, check_st
 logger = logging.getLogger(__name__)
 
 SAMPLERS = ["ddpm", "ddim"]
+SAMPLERS += ["k3_original", "flash"]  # Kandinsky 3 original-release UNets only (stages/decoder3_original.py)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ def _inpaint_inputs(image_latents, mask, padded, cfg) -> _Inpaint:
 
 def sample(unet: DecoderUNet, embeds: Embeds, latents: torch.Tensor, *, generator: torch.Generator,
            steps: int = 50, guidance_scale: float = 4.0, sampler: str = "ddpm", denoise: float = 1.0,
-           hint: Hint | None = None, mask: torch.Tensor | None = None, runtime: Runtime) -> torch.Tensor:
+           hint: Hint | None = None, mask: torch.Tensor | None = None, runtime: Runtime,
+           masked_latents: torch.Tensor | None = None) -> torch.Tensor:
     """Denoise latents with the decoder UNet and return the result (B, 4, h, w) float32 on the CPU.
 
     denoise 1.0 starts from pure noise (text-to-image; the latent only gives the size), denoise d < 1 runs the
@@ -101,7 +103,8 @@ def sample(unet: DecoderUNet, embeds: Embeds, latents: torch.Tensor, *, generato
         from . import decoder3
 
         return decoder3.sample(unet, embeds, latents, generator=generator, steps=steps, guidance_scale=guidance_scale,
-                               sampler=sampler, denoise=denoise, hint=hint, mask=mask, runtime=runtime)
+                               sampler=sampler, denoise=denoise, hint=hint, mask=mask, runtime=runtime,
+                               masked_latents=masked_latents)
     check_steps(steps)
     check_guidance(guidance_scale)
     check_strength(denoise, "denoise")

@@ -14,6 +14,7 @@ from ..payloads import TextEmbeds
 from ..runtime import Runtime
 from ..schedulers import make_scheduler, timesteps_for_strength
 from ..schedulers.noise import randn
+from . import decoder3_original
 from .scheduling import scheduler_config_for
 from .sizes import crop_to, pad_to, padded_size
 from .validation import check_guidance, check_runs_a_step, check_steps, check_strength
@@ -68,13 +69,20 @@ def _context(unet: DecoderUNet, embeds: TextEmbeds, batch: int, cfg: bool, devic
 
 def sample(unet: DecoderUNet, embeds: TextEmbeds, latents: torch.Tensor, *, generator: torch.Generator,
            steps: int = 25, guidance_scale: float = 3.0, sampler: str = "ddpm", denoise: float = 1.0,
-           hint=None, mask: torch.Tensor | None = None, runtime: Runtime) -> torch.Tensor:
+           hint=None, mask: torch.Tensor | None = None, runtime: Runtime,
+           masked_latents: torch.Tensor | None = None) -> torch.Tensor:
     """Denoise latents with the Kandinsky 3 UNet; returns (B, 4, h, w) float32 on the CPU.
 
     denoise 1.0 starts from pure noise (the latent only gives the size); d < 1 runs the last floor(steps x d)
     steps from the noised latent (diffusers' img2img `strength`).
     """
     check_versions(unet, embeds)
+    if sampler in decoder3_original.SAMPLERS or unet.original_kind in ("flash", "inpainting"):
+        if hint is not None:
+            raise ValueError(f"A hint was given but the UNet '{unet.name}' is Kandinsky 3: disconnect the hint.")
+        return decoder3_original.sample(unet, embeds, latents, generator=generator, steps=steps,
+                                        guidance_scale=guidance_scale, sampler=sampler, denoise=denoise, mask=mask,
+                                        masked_latents=masked_latents, runtime=runtime)
     check_steps(steps)
     check_guidance(guidance_scale)
     check_strength(denoise, "denoise")

@@ -46,3 +46,13 @@ def latent_keep_mask(mask: torch.Tensor, latent_size: tuple[int, int]) -> torch.
     keep = 1.0 - binary
     keep = F.interpolate(keep, size=latent_size, mode="nearest")
     return erode_keep_region(keep)
+
+
+def blank_repaint_area(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """IMAGE (B, H, W, 3) with every pixel the mask touches (1 = repaint, > 0 counts) set to mid-grey (0 in
+    the MoVQ's [-1, 1]): the masked image the original Kandinsky 3.1 inpainting pipeline encodes."""
+    mask = as_mask_batch(mask.to(image.device))
+    if tuple(mask.shape[-2:]) != tuple(image.shape[1:3]):
+        mask = F.interpolate(mask, size=tuple(image.shape[1:3]), mode="bilinear", align_corners=False)
+    repaint = (mask[:, 0, :, :, None] > 0).expand(image.shape[0], -1, -1, image.shape[-1])  # B, H, W, C
+    return image.masked_fill(repaint, 0.5)
