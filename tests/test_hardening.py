@@ -209,3 +209,115 @@ def test_small_overshoot_is_accepted(nodes, models, core):
     assert torch.isfinite(latent["samples"]).all()
     assert latent["noise_mask"].min() >= 0 and latent["noise_mask"].max() <= 1
     assert call(nodes["KandinskyImageEmbed"], prior=models["prior"], image=image)[0].batch == 1
+
+
+# --- item 6: configs are range-checked, and sized against the weights, before anything is built ---
+
+def _repo_copy(tmp_path, name):
+    shutil.copytree(tiny_model_dir() / name, tmp_path / name, symlinks=True)
+    return tmp_path / name
+
+
+def _edit_json(path, **changes):
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def _load(repo, core_loading):
+    return (core_loading.load_prior if repo.name == PRIOR else core_loading.load_decoder)(repo)
+
+
+BAD_CONFIGS = [  # (repo, file, changes, field named in the error)
+    (DECODER, "unet/config.json", {"norm_num_groups": 0}, "norm_num_groups=0"),
+    (DECODER, "unet/config.json", {"layers_per_block": 100000}, "layers_per_block=100000"),
+    (DECODER, "unet/config.json", {"block_out_channels": [32, 0]}, "block_out_channels=[32, 0]"),
+    (DECODER, "unet/config.json", {"attention_head_dim": -4}, "attention_head_dim=-4"),
+    (DECODER, "unet/config.json", {"norm_eps": -1.0}, "norm_eps=-1.0"),
+    (DECODER, "unet/config.json", {"block_out_channels": 64}, "block_out_channels=64"),
+    (DECODER, "movq/config.json", {"block_out_channels": [10**6] * 2}, "block_out_channels=[1000000, 1000000]"),
+    (DECODER, "movq/config.json", {"num_vq_embeddings": 10**12}, "num_vq_embeddings=1000000000000"),
+    (DECODER, "movq/config.json", {"layers_per_block": 0}, "layers_per_block=0"),
+    (DECODER, "scheduler/scheduler_config.json", {"num_train_timesteps": 10**12},
+     "num_train_timesteps=1000000000000"),
+    (DECODER, "scheduler/scheduler_config.json", {"beta_start": 0.5, "beta_end": 2.0}, "beta_end=2.0"),
+    (DECODER, "scheduler/scheduler_config.json", {"beta_start": 0.0}, "beta_start=0.0"),
+    (DECODER, "scheduler/scheduler_config.json", {"steps_offset": 10**6}, "steps_offset=1000000"),
+    (PRIOR, "prior/config.json", {"num_layers": 100000}, "num_layers=100000"),
+    (PRIOR, "prior/config.json", {"num_attention_heads": 0}, "num_attention_heads=0"),
+    (PRIOR, "prior/config.json", {"num_embeddings": -1}, "num_embeddings=-1"),
+    (PRIOR, "scheduler/scheduler_config.json", {"num_train_timesteps": 10**12}, "num_train_timesteps=1000000000000"),
+]
+
+
+@pytest.mark.parametrize("repo,file,changes,field", BAD_CONFIGS, ids=[f"{c[1]}:{c[3]}" for c in BAD_CONFIGS])
+def test_bad_config_value_names_file_field_and_range(tmp_path, repo, file, changes, field):
+    import kandinsky_core.loading.components as loading
+
+    folder = _repo_copy(tmp_path, repo)
+    _edit_json(folder / file, **changes)
+    with pytest.raises(ValueError) as info:
+        _load(folder, loading)
+    message = str(info.value)
+    assert str(folder / file) in message and field in message, message
+    assert "allowed" in message or "supported" in message, message
+
+
+def test_mclip_config_ranges():
+    from kandinsky_core.models.mclip import K21_MCLIP_CONFIG, MCLIPConfig
+
+    for key, value in (("num_hidden_layers", 10**6), ("hidden_size", 0), ("vocab_size", 10**12),
+                       ("layer_norm_eps", -1.0), ("pad_token_id", -1)):
+        with pytest.raises(ValueError, match=f"M-CLIP config: {key}={value!r} is out of range; allowed"):
+            MCLIPConfig.from_dict({**K21_MCLIP_CONFIG, key: value})
+
+
+@pytest.mark.parametrize("repo,file,changes", [
+    (DECODER, "unet/config.json", {"layers_per_block": 16}),
+    (DECODER, "movq/config.json", {"block_out_channels": [4096, 4096]}),
+    (PRIOR, "prior/config.json", {"num_layers": 128}),
+], ids=["unet", "movq", "prior"])
+def test_config_larger_than_its_weights_is_refused_before_reading_them(tmp_path, monkeypatch, repo, file, changes):
+    """Each size in range, but the model is far larger than the weight files: refused from the file sizes."""
+    import kandinsky_core.loading.components as loading
+
+    folder = _repo_copy(tmp_path, repo)
+    _edit_json(folder / file, **changes)
+    component = file.split("/")[0]
+    original = loading.read_component_weights
+
+    def read(path, *args, **kwargs):
+        assert path.name != component, f"{component} weights read before the size check"
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(loading, "read_component_weights", read)
+    with pytest.raises(ValueError, match=r"parameters \(at least .* GB of weights in fp16\), but its weight files"):
+        _load(folder, loading)
+
+
+def test_models_are_built_on_the_meta_device(monkeypatch):
+    """Nothing is allocated while a model is built: its parameters are created on the meta device (the
+    checkpoint's tensors are then assigned by load_strict)."""
+    import kandinsky_core.loading.components as loading
+
+    created, loading_weights = [], []
+    original_new, original_load = torch.nn.Parameter.__new__, loading.load_strict
+
+    def record(cls, data=None, requires_grad=True):
+        if data is not None and not loading_weights:
+            created.append(data.device.type)
+        return original_new(cls, data, requires_grad)
+
+    def load_strict(module, *args, **kwargs):
+        loading_weights.append(module)
+        try:
+            return original_load(module, *args, **kwargs)
+        finally:
+            loading_weights.pop()
+
+    repo = tiny_model_dir() / DECODER  # built (with real parameters) before recording starts
+    monkeypatch.setattr(torch.nn.Parameter, "__new__", record)
+    monkeypatch.setattr(loading, "load_strict", load_strict)
+    unet, movq = loading.load_decoder(repo)
+    assert created and set(created) == {"meta"}, sorted(set(created))
+    assert not any(p.is_meta for p in unet.unet.parameters()) and not any(p.is_meta for p in movq.movq.parameters())

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 # Most steps a stage takes: with the repos' steps_offset 1, 1000 "leading" steps would reach timestep 1000,
 # one past the 1000-step training schedule (the nodes' steps widgets use the same maximum).
 MAX_STEPS = 999
@@ -40,7 +42,7 @@ def check_runs_a_step(steps: int, strength: float, name: str) -> None:
 PIXEL_RANGE = (-0.5, 1.5)
 
 
-def check_pixels(x, what: str) -> None:
+def check_pixels(x: torch.Tensor, what: str) -> None:
     """Refuse an IMAGE or MASK tensor with NaN / inf values or values far outside 0..1 (see PIXEL_RANGE)."""
     if x.numel() == 0:
         raise ValueError(f"The {what} is empty (shape {tuple(x.shape)}).")
