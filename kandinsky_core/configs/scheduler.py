@@ -105,9 +105,10 @@ def _as_beta(class_name: str, key: str, value: Any) -> float:
 
 
 def _as_int(class_name: str, key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
-            maximum is not None and value > maximum):
-        _fail(class_name, key, value, f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else ""))
+    too_big = maximum is not None and isinstance(value, int) and value > maximum
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or too_big:
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        _fail(class_name, key, value, f"an integer >= {minimum}{upper}")
     return value
 
 

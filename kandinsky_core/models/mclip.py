@@ -78,7 +78,8 @@ class MCLIPConfig:
     def __post_init__(self) -> None:
         for key, (low, high) in _RANGES.items():
             check_int("M-CLIP config", key, getattr(self, key), low, high)
-        check_int("M-CLIP config", "pad_token_id", self.pad_token_id, 0, min(self.vocab_size, self.max_position_embeddings) - 1)
+        last_id = min(self.vocab_size, self.max_position_embeddings) - 1  # pad id indexes both tables
+        check_int("M-CLIP config", "pad_token_id", self.pad_token_id, 0, last_id)
         check_float("M-CLIP config", "layer_norm_eps", self.layer_norm_eps, 0.0, 1.0, low_open=True)
         if self.transformerDimensions != self.hidden_size:
             raise ValueError(
