@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from ..kandinsky_core.stages.validation import MAX_STEPS
+
 CATEGORY = "Kandinsky"
 
 # Custom socket types (payload classes in kandinsky_core.components / kandinsky_core.payloads).
@@ -13,8 +15,7 @@ EMBEDS = "KANDINSKY_EMBEDS"
 HINT = "KANDINSKY_HINT"
 TEXT_ENCODER = "KANDINSKY_TEXT_ENCODER"
 
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
-MAX_STEPS = 1000  # the core's limit (1000 training timesteps)
+MAX_SEED = 0xFFFFFFFFFFFFFFFF  # torch.Generator.manual_seed takes 0 .. 2**64 - 1 (negatives would alias large seeds)
 
 
 def seed_input(what: str) -> tuple:
@@ -45,7 +46,7 @@ NEGATIVE_PROMPT_TOOLTIP = (
 
 def generator(seed: int) -> torch.Generator:
     """The CPU generator all of a node's noise is drawn from."""
-    return torch.Generator("cpu").manual_seed(int(seed))
+    return torch.Generator("cpu").manual_seed(check_int_range(seed, "seed", 0, MAX_SEED))
 
 
 def negative_or_none(negative_prompt: str) -> str | None:

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from ..kandinsky_core.stages import movq as movq_stage
 from ..kandinsky_core.stages.masks import as_mask_batch, blank_repaint_area
+from ..kandinsky_core.stages.validation import check_pixels
 from . import runtime
 from .common import CATEGORY, MOVQ
 from .latents import latent_samples
@@ -49,6 +50,8 @@ class KandinskyMoVQEncode:
         }
 
     def encode(self, movq, image, mask=None):
+        if mask is not None:
+            check_pixels(mask, "mask")  # before the (slow) image encode
         latents = movq_stage.encode(movq, image, runtime=runtime.runtime_for(movq, "movq"))
         out = {"samples": latents.to(runtime.output_device())}
         if mask is not None:

@@ -32,7 +32,11 @@ def set_progress_hook(hook: Callable[[int, int], None] | None) -> None:
 
 
 def interrupt() -> None:
-    """Outside ComfyUI: stop the running stage after its current step (thread-safe)."""
+    """Outside ComfyUI: stop the running stage after its current step (thread-safe).
+
+    A request made while no stage runs is dropped when the next node call starts (`runtime_for`), as
+    ComfyUI resets its interrupt flag per prompt: a stale Cancel never aborts a later run.
+    """
     _interrupt.set()
 
 
@@ -72,6 +76,7 @@ def runtime_for(owner: object, role: str) -> Runtime:
         from . import comfy_runtime
 
         return comfy_runtime.ComfyRuntime(owner, role, mode)
+    _interrupt.clear()  # a node call starts: a Cancel from before it belongs to no run
     return LocalRuntime(_local_device(), on_progress=_local_progress, memory_mode="gpu" if mode == "auto" else mode)
 
 

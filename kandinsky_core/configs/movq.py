@@ -12,11 +12,18 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from .checks import check_bool, check_float, check_int, check_int_list
+
 logger = logging.getLogger(__name__)
 
 SUPPORTED_DOWN_BLOCKS = ("DownEncoderBlock2D", "AttnDownEncoderBlock2D")
 SUPPORTED_UP_BLOCKS = ("UpDecoderBlock2D", "AttnUpDecoderBlock2D")
 SPATIAL_NORM_GROUPS = 32  # diffusers' SpatialNorm hard-wires GroupNorm(32 groups, eps 1e-6)
+# Bounds of the config's sizes (configs/checks.py): several times the K3 MoVQ's (1024 channels, 2 layers).
+MAX_LEVELS = 8
+MAX_CHANNELS = 8192
+MAX_LAYERS_PER_BLOCK = 16
+MAX_CODEBOOK = 1 << 20
 
 # diffusers VQModel defaults for the keys we read (used when config.json omits them).
 _DIFFUSERS_DEFAULTS: dict[str, Any] = {
@@ -60,6 +67,7 @@ class MoVQConfig:
     has_quantizer: bool = True  # not a diffusers key: False builds no `quantize` (for a state dict without it)
 
     def __post_init__(self) -> None:
+        self._check_ranges()
         n = len(self.block_out_channels)
         if len(self.down_block_types) != n or len(self.up_block_types) != n:
             raise ValueError(
@@ -105,10 +113,25 @@ class MoVQConfig:
                 f"{SPATIAL_NORM_GROUPS} (the decoder's SpatialNorm always uses {SPATIAL_NORM_GROUPS} groups)."
             )
 
+    def _check_ranges(self) -> None:
+        w = "MoVQ config"
+        check_int_list(w, "block_out_channels", self.block_out_channels, 1, MAX_CHANNELS, MAX_LEVELS)
+        for key in ("in_channels", "out_channels", "latent_channels", "vq_embed_dim"):
+            check_int(w, key, getattr(self, key), 1, 64)
+        check_int(w, "num_vq_embeddings", self.num_vq_embeddings, 1, MAX_CODEBOOK)
+        check_int(w, "layers_per_block", self.layers_per_block, 1, MAX_LAYERS_PER_BLOCK)
+        check_int(w, "norm_num_groups", self.norm_num_groups, 1, MAX_CHANNELS)
+        check_float(w, "scaling_factor", self.scaling_factor, -1e6, 1e6)
+        for key in ("mid_block_add_attention", "lookup_from_codebook", "force_upcast", "has_quantizer"):
+            check_bool(w, key, getattr(self, key))
+
     @classmethod
     def from_dict(cls, d: dict, has_quantizer: bool = True) -> "MoVQConfig":
         """Read a diffusers VQModel config.json dict (keys starting with "_" and unused keys are ignored)."""
         values = {k: d.get(k, default) for k, default in _DIFFUSERS_DEFAULTS.items()}
+        for key in ("block_out_channels", "down_block_types", "up_block_types"):
+            if not isinstance(values[key], (list, tuple)):
+                raise ValueError(f"MoVQ config: {key}={values[key]!r} must be a list (one entry per level).")
         if values["vq_embed_dim"] is None:  # diffusers: vq_embed_dim defaults to latent_channels
             values["vq_embed_dim"] = values["latent_channels"]
         for key in ("block_out_channels", "down_block_types", "up_block_types"):

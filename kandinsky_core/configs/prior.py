@@ -12,11 +12,18 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from .checks import check_int
+
 logger = logging.getLogger(__name__)
 
 # Tokens appended after the text tokens: pooled text embedding, time, noisy latent, prd.
 EXTRA_TOKENS = 4
 ACTIVATIONS = ("silu", "swish", "mish", "gelu", "relu")  # diffusers get_activation names
+# Bounds of the config's sizes (configs/checks.py): several times the 2.2 prior's (20 layers, 2048 wide).
+MAX_WIDTH = 16384
+MAX_LAYERS = 128
+MAX_TOKENS = 1024
+MAX_HEADS = 256
 
 # diffusers PriorTransformer defaults for the keys we read (used when config.json omits them).
 _DIFFUSERS_DEFAULTS: dict[str, Any] = {
@@ -70,6 +77,14 @@ class PriorConfig:
         return self.num_embeddings + self.additional_embeddings
 
     def __post_init__(self) -> None:
+        w = "Prior config"
+        check_int(w, "num_attention_heads", self.num_attention_heads, 1, MAX_HEADS)
+        check_int(w, "attention_head_dim", self.attention_head_dim, 1, MAX_WIDTH)
+        check_int(w, "num_attention_heads x attention_head_dim", self.inner_dim, 1, MAX_WIDTH)
+        check_int(w, "num_layers", self.num_layers, 1, MAX_LAYERS)
+        check_int(w, "num_embeddings", self.num_embeddings, 1, MAX_TOKENS)
+        for key in ("embedding_dim", "time_embed_dim", "embedding_proj_dim", "clip_embed_dim"):
+            check_int(w, key, getattr(self, key), 1, MAX_WIDTH)
         _check("additional_embeddings", self.additional_embeddings, (EXTRA_TOKENS,),
                "The Kandinsky prior appends exactly 4 tokens (pooled text, time, latent, prd).")
         _check("time_embed_act_fn", self.time_embed_act_fn, ACTIVATIONS, "Use one of diffusers' activation names.")
@@ -92,6 +107,8 @@ class PriorConfig:
                "Shap-E) are not supported.")
         act = v["time_embed_act_fn"]
         v["time_embed_act_fn"] = act.lower() if isinstance(act, str) else act
+        check_int("Prior config", "num_attention_heads", v["num_attention_heads"], 1, MAX_HEADS)
+        check_int("Prior config", "attention_head_dim", v["attention_head_dim"], 1, MAX_WIDTH)
         inner = v["num_attention_heads"] * v["attention_head_dim"]
         # diffusers resolves these with `x or default`, so 0 also means "default".
         v["time_embed_dim"] = v["time_embed_dim"] or inner

@@ -21,6 +21,7 @@ UNCLIP_VARIANCE_TYPES = ("fixed_small_log", "learned_range")
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 UNCLIP_PREDICTION_TYPES = ("epsilon", "sample")
 TIMESTEP_SPACINGS = ("leading", "linspace", "trailing")
+MAX_TRAIN_TIMESTEPS = 100_000  # every Kandinsky schedule has 1000; bounds the β tables' size
 
 # diffusers' __init__ defaults per class (they differ: DDIM has set_alpha_to_one, UnCLIP has few keys).
 _COMMON_DEFAULTS: dict[str, Any] = {
@@ -89,9 +90,25 @@ def _as_float(class_name: str, key: str, value: Any, allow_none: bool = False) -
     return float(value)
 
 
-def _as_int(class_name: str, key: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        _fail(class_name, key, value, f"an integer >= {minimum}")
+def _positive(class_name: str, key: str, value: float | None) -> float | None:
+    if value is not None and value <= 0:
+        _fail(class_name, key, value, "a number > 0")
+    return value
+
+
+def _as_beta(class_name: str, key: str, value: Any) -> float:
+    """A noise variance β: strictly between 0 and 1 (β >= 1 makes ᾱ zero or negative: NaN samples)."""
+    beta = _as_float(class_name, key, value)
+    if not 0.0 < beta < 1.0:
+        _fail(class_name, key, value, "a number in (0, 1)", "Kandinsky schedules use 0.00085 to 0.012.")
+    return beta
+
+
+def _as_int(class_name: str, key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    too_big = maximum is not None and isinstance(value, int) and value > maximum
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or too_big:
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        _fail(class_name, key, value, f"an integer >= {minimum}{upper}")
     return value
 
 
@@ -141,15 +158,18 @@ class SchedulerConfig:
             logger.debug("%s ignores config keys %s (as diffusers does)", name, ignored)
         v = {**accepted, **{k: d[k] for k in d if k in accepted}, **_FIXED[name]}
 
-        v["num_train_timesteps"] = _as_int(name, "num_train_timesteps", v["num_train_timesteps"], 1)
+        v["num_train_timesteps"] = _as_int(name, "num_train_timesteps", v["num_train_timesteps"], 1,
+                                           MAX_TRAIN_TIMESTEPS)
         for key in ("clip_sample", "thresholding", "set_alpha_to_one", "rescale_betas_zero_snr"):
             v[key] = _as_bool(name, key, v[key])
         for key in ("clip_sample_range", "dynamic_thresholding_ratio"):
             v[key] = _as_float(name, key, v[key])
-        v["sample_max_value"] = _as_float(name, "sample_max_value", v["sample_max_value"], allow_none=True)
+        v["clip_sample_range"] = _positive(name, "clip_sample_range", v["clip_sample_range"])
+        v["sample_max_value"] = _positive(name, "sample_max_value",
+                                          _as_float(name, "sample_max_value", v["sample_max_value"], allow_none=True))
         if v["thresholding"] and not 0.0 <= v["dynamic_thresholding_ratio"] <= 1.0:
             _fail(name, "dynamic_thresholding_ratio", v["dynamic_thresholding_ratio"], "a quantile in [0, 1]")
-        v["steps_offset"] = _as_int(name, "steps_offset", v["steps_offset"], 0)
+        v["steps_offset"] = _as_int(name, "steps_offset", v["steps_offset"], 0, v["num_train_timesteps"] - 1)
 
         if name == "UnCLIPScheduler":
             _choice(name, "beta_schedule", v["beta_schedule"], ("squaredcos_cap_v2",))
@@ -163,9 +183,12 @@ class SchedulerConfig:
                 if not isinstance(betas, (list, tuple)) or len(betas) != v["num_train_timesteps"]:
                     _fail(name, "trained_betas", "<table>", f"a list of num_train_timesteps="
                           f"{v['num_train_timesteps']} numbers")
-                v["trained_betas"] = tuple(_as_float(name, "trained_betas[i]", b) for b in betas)
+                v["trained_betas"] = tuple(_as_beta(name, f"trained_betas[{i}]", b) for i, b in enumerate(betas))
             else:
                 _choice(name, "beta_schedule", v["beta_schedule"], BETA_SCHEDULES)
+                if v["beta_schedule"] != "squaredcos_cap_v2":  # the cosine schedule ignores beta_start / beta_end
+                    for key in ("beta_start", "beta_end"):
+                        _as_beta(name, key, v[key])
             if name == "DDPMScheduler":
                 _choice(name, "variance_type", v["variance_type"], DDPM_VARIANCE_TYPES)
             _choice(name, "prediction_type", v["prediction_type"], PREDICTION_TYPES)

@@ -11,12 +11,18 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .checks import check_bool, check_float, check_int, check_int_list, check_optional_int
+
 logger = logging.getLogger(__name__)
 
 # Token counts of the image-embedding projections (diffusers class defaults, fixed by the weights).
 IMAGE_TOKENS_21 = 10  # TextImageProjection (2.1): image embed -> 10 context tokens
 IMAGE_TOKENS_22 = 32  # ImageProjection (2.2): image embed -> 32 context tokens
 HINT_CHANNELS = 4  # channels the 2.2 depth hint encoder appends to the latent before conv_in
+# Bounds of the config's sizes (configs/checks.py): several times the full models' (1536 channels, 3 layers).
+MAX_LEVELS = 8
+MAX_CHANNELS = 8192
+MAX_LAYERS_PER_BLOCK = 16
 
 SUPPORTED_DOWN_BLOCKS = ("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D")
 SUPPORTED_UP_BLOCKS = ("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D")
@@ -111,6 +117,7 @@ class UNetConfig:
     resnet_skip_time_act: bool = False  # if True resnets project the time embedding without SiLU first
 
     def __post_init__(self) -> None:
+        self._check_ranges()
         n = len(self.block_out_channels)
         if len(self.down_block_types) != n or len(self.up_block_types) != n:
             raise ValueError(
@@ -158,6 +165,28 @@ class UNetConfig:
             if getattr(self, key) % 2 != 1:
                 raise ValueError(f"UNet config key {key!r} = {getattr(self, key)}; only odd kernel sizes work.")
 
+    def _check_ranges(self) -> None:
+        """Every size within generous bounds (the full 2.2 UNet: 4 levels of at most 1536 channels, 3 layers)."""
+        w = "UNet config"
+        check_int_list(w, "block_out_channels", self.block_out_channels, 1, MAX_CHANNELS, MAX_LEVELS)
+        for key in ("in_channels", "out_channels"):
+            check_int(w, key, getattr(self, key), 1, 64)
+        check_int(w, "layers_per_block", self.layers_per_block, 1, MAX_LAYERS_PER_BLOCK)
+        check_int(w, "attention_head_dim", self.attention_head_dim, 1, MAX_CHANNELS)
+        check_int(w, "cross_attention_dim", self.cross_attention_dim, 1, MAX_CHANNELS)
+        if self.encoder_hid_dim is not None:
+            check_int(w, "encoder_hid_dim", self.encoder_hid_dim, 1, MAX_CHANNELS)
+        check_int(w, "norm_num_groups", self.norm_num_groups, 1, MAX_CHANNELS)
+        check_float(w, "norm_eps", self.norm_eps, 0.0, 1.0, low_open=True)
+        check_float(w, "freq_shift", self.freq_shift, -100.0, 100.0)
+        for key in ("conv_in_kernel", "conv_out_kernel"):
+            check_int(w, key, getattr(self, key), 1, 7)
+        check_optional_int(w, "time_embedding_dim", self.time_embedding_dim, 1, 4 * MAX_CHANNELS)
+        for key in ("mid_block_scale_factor", "resnet_out_scale_factor"):
+            check_float(w, key, getattr(self, key), 0.0, 1000.0, low_open=True)
+        for key in ("flip_sin_to_cos", "resnet_skip_time_act"):
+            check_bool(w, key, getattr(self, key))
+
     @classmethod
     def from_dict(cls, d: dict) -> "UNetConfig":
         """Read a diffusers UNet2DConditionModel config.json dict (unused keys are ignored)."""
@@ -169,6 +198,7 @@ class UNetConfig:
                     f"{allowed[0]!r}). Kandinsky 2.1/2.2 checkpoints never set it; is this the right model folder?"
                 )
         values = {k: d.get(k, default) for k, default in _DIFFUSERS_DEFAULTS.items()}
+        check_int_list("UNet config", "block_out_channels", values["block_out_channels"], 1, MAX_CHANNELS, MAX_LEVELS)
         n = len(values["block_out_channels"])
         for key in ("layers_per_block", "attention_head_dim", "cross_attention_dim"):
             values[key] = _uniform(key, values[key], n)

@@ -1,6 +1,7 @@
 """Load whole Kandinsky repo folders (diffusers layout) into the core's model bundles."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import torch
 from torch import nn
 
 from ..components import DecoderUNet, MoVQModel, PriorModels, TextEncoderModels
+from ..configs.checks import config_error
 from ..configs.movq import MoVQConfig
 from ..configs.prior import PriorConfig
 from ..configs.scheduler import SchedulerConfig
@@ -18,8 +20,9 @@ from ..models.movq import MoVQ, rename_legacy_attention_keys
 from ..models.prior import KandinskyPrior
 from ..models.unet import KandinskyUNet
 from ..models.unet3 import Kandinsky3UNet
-from .repo import component_dir, read_component_config, read_json, read_model_index
-from .strict import empty_weights, load_strict, state_dict_shapes
+from .repo import CONFIG_NAME, component_dir, read_component_config, read_json, read_model_index
+from .sizes import check_weights_fit
+from .strict import load_strict, state_dict_shapes
 from .weights import read_component_weights
 
 logger = logging.getLogger(__name__)
@@ -27,12 +30,33 @@ logger = logging.getLogger(__name__)
 SCHEDULER_FOLDERS = ("scheduler", "ddpm_scheduler", "ddim_scheduler")
 
 
-def _load_module(folder: Path, build, component: str, variant: str, dtype: torch.dtype,
-                 state_dict: dict | None = None) -> nn.Module:
-    """Build on meta, then take the checkpoint's tensors strictly (no second full-size copy)."""
-    state_dict = read_component_weights(folder) if state_dict is None else state_dict
-    with empty_weights():
+def _parse(path: Path, parse, data: dict):
+    """`parse(data)` for the config file at `path`; its errors name the file."""
+    try:
+        return parse(data)
+    except (ValueError, TypeError) as e:
+        raise config_error(path, e) from e
+
+
+def _component_config(folder: Path, parse):
+    return _parse(folder / CONFIG_NAME, parse, read_component_config(folder))
+
+
+def _scheduler_config(path: Path) -> SchedulerConfig:
+    return _parse(path, SchedulerConfig.from_dict, read_json(path))
+
+
+def _build_on_meta(folder: Path, build, component: str) -> nn.Module:
+    """Build on the meta device (nothing allocated; our models compute no buffers at construction), then
+    check that the weight files are large enough to hold it, before they are read."""
+    with torch.device("meta"):
         module = build()
+    check_weights_fit(folder, module, component)
+    return module
+
+
+def _load_into(module: nn.Module, state_dict: dict, component: str, variant: str, dtype: torch.dtype) -> nn.Module:
+    """Take the checkpoint's tensors strictly into a meta-built module (no second full-size copy)."""
     load_strict(module, state_dict, component, variant, dtype=dtype, device="cpu")
     return module.eval().requires_grad_(False)
 
@@ -42,7 +66,7 @@ def _scheduler_configs(repo: Path) -> dict[str, SchedulerConfig]:
     for name in SCHEDULER_FOLDERS:
         path = repo / name / "scheduler_config.json"
         if path.is_file():
-            configs[name] = SchedulerConfig.from_dict(read_json(path))
+            configs[name] = _scheduler_config(path)
     if "scheduler" not in configs:
         raise ValueError(f"The repo folder {repo} has no scheduler/scheduler_config.json; re-download the repo.")
     return configs
@@ -60,8 +84,9 @@ def load_prior(repo_dir: str | Path, dtype: torch.dtype = torch.float32) -> Prio
             f"choose a kandinsky-2-x-prior folder in the prior loader.{k3}"
         )
     folder = component_dir(repo, "prior")
-    config = PriorConfig.from_dict(read_component_config(folder))
-    prior = _load_module(folder, lambda: KandinskyPrior(config), "prior", f"Kandinsky {index.version} prior", dtype)
+    config = _component_config(folder, PriorConfig.from_dict)
+    prior = _load_into(_build_on_meta(folder, lambda: KandinskyPrior(config), "prior"), read_component_weights(folder),
+                       "prior", f"Kandinsky {index.version} prior", dtype)
     text_encoder = clip.load_clip_text_encoder(component_dir(repo, "text_encoder"), dtype, "cpu")
     image_encoder = clip.load_clip_image_encoder(component_dir(repo, "image_encoder"), dtype, "cpu")
     _check_prior_widths(repo, prior, text_encoder, image_encoder)
@@ -73,7 +98,7 @@ def load_prior(repo_dir: str | Path, dtype: torch.dtype = torch.float32) -> Prio
         tokenizer=clip.load_clip_tokenizer(component_dir(repo, "tokenizer")),
         image_encoder=image_encoder,
         image_processor=clip.load_clip_image_processor(component_dir(repo, "image_processor")),
-        scheduler_config=SchedulerConfig.from_dict(read_json(component_dir(repo, "scheduler") / "scheduler_config.json")),
+        scheduler_config=_scheduler_config(component_dir(repo, "scheduler") / "scheduler_config.json"),
         dtype=dtype,
     )
 
@@ -103,14 +128,15 @@ def load_decoder(repo_dir: str | Path, dtype: torch.dtype = torch.float32,
     if index.version == "3":
         return _load_decoder3(repo, dtype), load_movq(repo, movq_dtype or dtype, version="3")
     unet_dir = component_dir(repo, "unet")
-    config = UNetConfig.from_dict(read_component_config(unet_dir))
+    config = _component_config(unet_dir, UNetConfig.from_dict)
+    unet = _build_on_meta(unet_dir, lambda: KandinskyUNet(config), "unet")
     state_dict = read_component_weights(unet_dir)
     variant = detect_unet_variant(config, state_dict_shapes(state_dict))
     if variant.version != index.version:
         raise ValueError(
             f"{repo.name}: model_index.json says Kandinsky {index.version} but the UNet is a {variant.name}."
         )
-    unet = _load_module(unet_dir, lambda: KandinskyUNet(config), "unet", variant.name, dtype, state_dict)
+    unet = _load_into(unet, state_dict, "unet", variant.name, dtype)
     text_encoder = tokenizer = None
     if variant.version == "2.1":
         from ..models import mclip
@@ -133,9 +159,10 @@ def load_decoder(repo_dir: str | Path, dtype: torch.dtype = torch.float32,
 def _load_decoder3(repo: Path, dtype: torch.dtype) -> DecoderUNet:
     """The UNet and schedulers of a kandinsky-3 repo folder (its text encoder loads separately)."""
     unet_dir = component_dir(repo, "unet")
-    config = UNet3Config.from_dict(read_component_config(unet_dir))
+    config = _component_config(unet_dir, UNet3Config.from_dict)
     variant = detect_unet3_variant(config)
-    unet = _load_module(unet_dir, lambda: Kandinsky3UNet(config), "unet", variant.name, dtype)
+    unet = _build_on_meta(unet_dir, lambda: Kandinsky3UNet(config), "unet")
+    unet = _load_into(unet, read_component_weights(unet_dir), "unet", variant.name, dtype)
     return DecoderUNet(
         name=repo.name,
         variant=variant,
@@ -167,15 +194,22 @@ def _load_mclip(folder: Path, dtype: torch.dtype) -> nn.Module:
     """The 2.1 M-CLIP text encoder through the strict loader."""
     from ..models import mclip
 
+    config = _component_config(folder, mclip.MCLIPConfig.from_dict)
+    _build_on_meta(folder, lambda: mclip.MultilingualTextEncoder(config), "text_encoder")  # size check only
     return mclip.load_mclip(str(folder), dtype, "cpu")
 
 
 def load_movq(repo_dir: str | Path, dtype: torch.dtype = torch.float32, version: str = "2.2") -> MoVQModel:
     repo = Path(repo_dir)
     folder = component_dir(repo, "movq")
+    data = read_component_config(folder)
+    without_codebook = _parse(folder / CONFIG_NAME, lambda d: MoVQConfig.from_dict(d, has_quantizer=False), data)
+    _build_on_meta(folder, lambda: MoVQ(without_codebook), "movq")  # size check before reading the weights
     # checkpoints saved by older diffusers name the attention projections query/key/value/proj_attn
     state_dict = rename_legacy_attention_keys(read_component_weights(folder))
     has_quantizer = "quantize.embedding.weight" in state_dict  # the Kandinsky 3 MoVQ has no codebook
-    config = MoVQConfig.from_dict(read_component_config(folder), has_quantizer=has_quantizer)
-    movq = _load_module(folder, lambda: MoVQ(config), "movq", f"Kandinsky {version} MoVQ", dtype, state_dict)
+    config = dataclasses.replace(without_codebook, has_quantizer=has_quantizer)
+    with torch.device("meta"):
+        module = MoVQ(config)
+    movq = _load_into(module, state_dict, "movq", f"Kandinsky {version} MoVQ", dtype)
     return MoVQModel(name=repo.name, version=version, movq=movq, dtype=dtype)

@@ -149,7 +149,7 @@ def read_model_index(repo_dir: str | Path) -> ModelIndex:
         )
     data = read_json(index_path)
     class_name = data.get("_class_name")
-    if class_name not in KANDINSKY_PIPELINES:
+    if not isinstance(class_name, str) or class_name not in KANDINSKY_PIPELINES:
         raise ValueError(
             f"{repo_dir} holds a {class_name!r} pipeline (from {index_path}), not a supported Kandinsky pipeline. "
             f"Supported: {', '.join(sorted(KANDINSKY_PIPELINES))}. {DOWNLOAD_HINT}"
@@ -206,15 +206,38 @@ def read_component_config(path: str | Path) -> dict:
     return read_json(config_path)
 
 
+_skipped: set[tuple[str, str]] = set()  # (folder, reason) already logged by list_repo_folders
+
+
+def _skip(folder: Path, reason: object) -> None:
+    """Log once per folder and reason that a folder is left out (loaders list folders on every refresh)."""
+    key = (str(folder), str(reason))
+    if key not in _skipped:
+        _skipped.add(key)
+        logger.warning("Skipping %s: %s", folder, reason)
+
+
 def _kandinsky_role(folder: Path) -> str | None:
-    """The role of a Kandinsky repo folder, or None if it is not one (unreadable indexes are logged)."""
+    """The role of a Kandinsky repo folder, or None if it is not one (unreadable or odd indexes are logged)."""
     try:
         data = read_json(folder / MODEL_INDEX_NAME)
     except (OSError, ValueError) as e:
-        logger.warning("Skipping %s: %s", folder, e)
+        _skip(folder, e)
         return None
-    entry = KANDINSKY_PIPELINES.get(data.get("_class_name"))
+    class_name = data.get("_class_name")
+    if not isinstance(class_name, str):
+        _skip(folder, f"{MODEL_INDEX_NAME} has _class_name {class_name!r}, expected a pipeline class name")
+        return None
+    entry = KANDINSKY_PIPELINES.get(class_name)
     return entry[1] if entry else None
+
+
+def _has_model_index(folder: Path) -> bool:
+    try:
+        return (folder / MODEL_INDEX_NAME).is_file()
+    except OSError as e:  # e.g. a folder without read permission
+        _skip(folder, e)
+        return False
 
 
 def list_repo_folders(
@@ -223,7 +246,8 @@ def list_repo_folders(
     """Sub-folders (relative posix paths, sorted) of `models_dir` holding a Kandinsky model_index.json.
 
     `roles` keeps only folders of those roles ("prior", "decoder", "combined"). Hidden folders (such as
-    the `.cache` that `hf download` creates) are skipped; a repo folder is not searched further.
+    the `.cache` that `hf download` creates) are skipped; a repo folder is not searched further. Folders
+    that cannot be read or whose model_index.json is invalid or foreign are skipped and logged once.
     """
     root = Path(models_dir)
     if not root.is_dir():
@@ -235,10 +259,10 @@ def list_repo_folders(
         try:
             children = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
         except OSError as e:
-            logger.warning("Cannot list %s: %s", folder, e)
+            _skip(folder, e)
             continue
         for child in children:
-            if (child / MODEL_INDEX_NAME).is_file():
+            if _has_model_index(child):
                 role = _kandinsky_role(child)
                 if role is not None and (roles is None or role in roles):
                     found.append(child.relative_to(root).as_posix())

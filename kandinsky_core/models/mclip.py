@@ -16,6 +16,8 @@ from torch import nn
 from transformers import XLMRobertaConfig, XLMRobertaModel
 from transformers.activations import ACT2FN
 
+from ..configs.checks import check_float, check_int
+
 logger = logging.getLogger(__name__)
 
 MAX_LENGTH = 77  # KandinskyPipeline tokenizes to exactly 77 tokens (pad to max, truncate)
@@ -37,6 +39,18 @@ _DEFAULTS: dict[str, Any] = {
 }
 # Old M-CLIP configs name the two projection sizes by their constructor arguments.
 _ALIASES = {"transformerDimensions": "transformerDimSize", "numDims": "imageDimSize"}
+# Bounds of the config's sizes (configs/checks.py): several times XLM-R large's (24 layers, 1024 wide).
+_RANGES: dict[str, tuple[int, int]] = {
+    "vocab_size": (1, 1_000_000),
+    "hidden_size": (1, 8192),
+    "num_hidden_layers": (1, 128),
+    "num_attention_heads": (1, 256),
+    "intermediate_size": (1, 65536),
+    "max_position_embeddings": (1, 8192),
+    "type_vocab_size": (1, 16),
+    "transformerDimensions": (1, 8192),
+    "numDims": (1, 8192),
+}
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,11 @@ class MCLIPConfig:
     numDims: int  # output width of LinearTransformation (768, the CLIP ViT-L/14 space)
 
     def __post_init__(self) -> None:
+        for key, (low, high) in _RANGES.items():
+            check_int("M-CLIP config", key, getattr(self, key), low, high)
+        last_id = min(self.vocab_size, self.max_position_embeddings) - 1  # pad id indexes both tables
+        check_int("M-CLIP config", "pad_token_id", self.pad_token_id, 0, last_id)
+        check_float("M-CLIP config", "layer_norm_eps", self.layer_norm_eps, 0.0, 1.0, low_open=True)
         if self.transformerDimensions != self.hidden_size:
             raise ValueError(
                 f"M-CLIP config: transformerDimensions={self.transformerDimensions} must equal hidden_size="

@@ -163,14 +163,12 @@ def _loop(unet, scheduler, x, noise, timesteps, cond, guidance_scale, inpaint, h
         if not learned_variance:
             out = out[:, : x.shape[1]]
         x = scheduler.step(out, t, x, generator=generator)
-        if reblend:  # 2.2 re-imposes the known region (first batch element only, as diffusers)
-            known = inpaint.image_latents[:1]
+        if reblend:  # 2.2 re-imposes the known region, each sample its own (diffusers: sample 0's everywhere)
+            known = inpaint.image_latents
             if i + 1 < len(steps):
                 known = scheduler.add_noise(known, noise, steps_on_device[i + 1 : i + 2])
-            keep = inpaint.keep[:1]
-            x = keep * known + (1 - keep) * x
+            x = inpaint.keep * known + (1 - inpaint.keep) * x
         runtime.progress(i + 1, len(steps))
     if reblend:
-        keep = inpaint.keep[:1]
-        x = keep * inpaint.image_latents[:1] + (1 - keep) * x
+        x = inpaint.keep * inpaint.image_latents + (1 - inpaint.keep) * x
     return x

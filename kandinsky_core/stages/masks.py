@@ -4,9 +4,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .validation import check_pixels
+
 
 def invert_mask(mask: torch.Tensor) -> torch.Tensor:
     """Swap repaint and keep (for masks drawn in the old Kandinsky convention, black = repaint)."""
+    check_pixels(mask, "mask")
     return 1.0 - mask
 
 
@@ -40,8 +43,7 @@ def erode_keep_region(keep: torch.Tensor) -> torch.Tensor:
 def latent_keep_mask(mask: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
     """ComfyUI MASK (1 = repaint, any size) -> eroded keep-mask (B, 1, h, w) at latent size (spec §4.8)."""
     mask = as_mask_batch(mask)
-    if mask.min() < 0 or mask.max() > 1:
-        raise ValueError("Mask values must be in [0, 1] (1 = repaint).")
+    check_pixels(mask, "inpainting mask (noise_mask)")
     binary = (mask >= 0.5).float()
     keep = 1.0 - binary
     keep = F.interpolate(keep, size=latent_size, mode="nearest")

@@ -7,6 +7,7 @@ import torch
 
 from ..components import MoVQModel
 from ..runtime import Runtime
+from .validation import check_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +20,7 @@ def encode(movq: MoVQModel, image: torch.Tensor, *, runtime: Runtime) -> torch.T
     """
     if image.ndim != 4 or image.shape[-1] < 3:
         raise ValueError(f"MoVQ encode expects an IMAGE (B, H, W, 3), got {tuple(image.shape)}.")
+    check_pixels(image, "image")
     f = movq.scale_factor
     h, w = image.shape[1], image.shape[2]
     nh, nw = h // f * f, w // f * f

@@ -16,7 +16,7 @@ from ..payloads import Embeds
 from ..runtime import Runtime
 from ..schedulers import make_scheduler, timesteps_for_strength
 from ..schedulers.noise import randn
-from .validation import check_guidance, check_steps, check_strength
+from .validation import check_guidance, check_pixels, check_steps, check_strength
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ def emb2emb(models: PriorModels, image: torch.Tensor, prompt: str, negative_prom
 
 def encode_images(models: PriorModels, image: torch.Tensor, runtime: Runtime) -> torch.Tensor:
     """CLIP image embeddings (B, D) of a ComfyUI IMAGE batch, on the runtime device."""
+    check_pixels(image, "image")
     runtime.load([models.image_encoder])
     with torch.no_grad():
         return clip.encode_images(models.image_encoder, models.image_processor, image)
