@@ -24,6 +24,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Callable
 
 IMAGE_LOADERS = ("LoadImage", "LoadImageMask")  # nodes whose `image` input names a file in input/
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -119,8 +120,23 @@ def parse_value(text: str):
         return text
 
 
-def apply_overrides(workflow: dict, args: argparse.Namespace) -> None:
-    """Apply the text, seed, size and --set overrides in place (images are handled by assign_images)."""
+def check_input_name(workflow: dict, nid: str, name: str, item: str, known: set[str] | None) -> None:
+    """Refuse a --set input the node does not have (a typo would otherwise queue the default silently).
+
+    `known` are the node type's inputs as the server lists them (None when it cannot tell); the inputs the
+    workflow already gives the node count too."""
+    names = set(workflow[nid].get("inputs", {})) | (known or set())
+    if name not in names:
+        raise UsageError(f"--set {item!r}: {node_label(workflow, nid)} has no input {name!r}; its inputs are: "
+                         f"{', '.join(sorted(names)) or '(none)'}.")
+
+
+def apply_overrides(workflow: dict, args: argparse.Namespace,
+                    input_names: Callable[[str], set[str] | None] | None = None) -> None:
+    """Apply the text, seed, size and --set overrides in place (images are handled by image_targets).
+
+    `input_names(class_type)` gives a node type's input names (the server's /object_info) for checking
+    --set names; without it only the inputs present in the workflow are known."""
     for name, value in (("prompt", args.prompt), ("negative_prompt", args.negative_prompt), ("seed", args.seed)):
         if value is not None and not set_everywhere(workflow, name, value):
             raise UsageError(f"--{name.replace('_', '-')} given, but no node of the workflow has a {name} input.")
@@ -141,7 +157,10 @@ def apply_overrides(workflow: dict, args: argparse.Namespace) -> None:
             if "=" in item and ref and not split:
                 find_node(workflow, ref)  # raises: no node (or several) with that id or title
             raise UsageError(f"--set expects NODE.INPUT=VALUE (NODE = id or title), got {item!r}.")
-        workflow[find_node(workflow, split[0])].setdefault("inputs", {})[name] = parse_value(value)
+        nid = find_node(workflow, split[0])
+        known = input_names(workflow[nid]["class_type"]) if input_names else None
+        check_input_name(workflow, nid, name, item, known)
+        workflow[nid].setdefault("inputs", {})[name] = parse_value(value)
 
 
 def image_targets(workflow: dict, specs: list[str]) -> list[tuple[str, Path]]:
@@ -180,6 +199,7 @@ class ComfyClient:
     def __init__(self, server: str, timeout: float = 60.0) -> None:
         self.base = server.rstrip("/")
         self.timeout = timeout
+        self._inputs: dict[str, set[str] | None] = {}  # input names per node type (input_names)
 
     def _open(self, request: urllib.request.Request | str):
         try:
@@ -211,6 +231,17 @@ class ComfyClient:
             except ValueError:
                 raise QueueError(f"The server answered {path} with HTTP {exc.code}: "
                                  f"{body.decode('utf-8', 'replace')[:500]}") from exc
+
+    def input_names(self, class_type: str) -> set[str] | None:
+        """The inputs (required, optional) of a node type from GET /object_info/{class}; None if unknown."""
+        if class_type not in self._inputs:
+            try:
+                info = self.get_json(f"/object_info/{urllib.parse.quote(class_type)}").get(class_type) or {}
+                sections = info.get("input", {})
+                self._inputs[class_type] = {n for key in ("required", "optional") for n in sections.get(key, {})}
+            except (QueueError, ValueError, AttributeError):
+                self._inputs[class_type] = None
+        return self._inputs[class_type]
 
     def upload_image(self, path: Path) -> str:
         """POST /upload/image (multipart); returns the name a LoadImage node selects."""
@@ -330,9 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         workflow = load_workflow(args.workflow)
-        apply_overrides(workflow, args)
-        targets = image_targets(workflow, args.image)
         client = ComfyClient(args.server)
+        apply_overrides(workflow, args, client.input_names)
+        targets = image_targets(workflow, args.image)
         for nid, path in targets:
             workflow[nid].setdefault("inputs", {})["image"] = client.upload_image(path)
         prompt_id = queue(client, workflow)
