@@ -14,13 +14,13 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from test_comfyui_host import COMFYUI_PATH, ComfyServer, png_size
-from test_headless import SCRIPT, WORKFLOWS, kq
+from test_headless import SCRIPT, WORKFLOWS, FakeComfy, kq
 
 sys.path.insert(0, str(SCRIPT.parent))  # the batch modules beside the script (kq is already kandinsky_queue)
 import kandinsky_batch_jobs as batch_jobs  # noqa: E402
@@ -49,18 +49,7 @@ class FakeServer:
         self.lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _json(self, status, payload):
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(FakeComfy):  # its quiet log and _json answer
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if fake.dead:
