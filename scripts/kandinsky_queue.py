@@ -10,7 +10,8 @@ both (EmptyLatentImage), --image uploads a file through the server's /upload/ima
 LoadImage / LoadImageMask node, --set changes any input of one node. The command waits for the run
 (polling /history), downloads the images of the output nodes through /view into --output, and exits 1
 with the server's error for the failing node when the server rejects the workflow (validation) or a node
-fails while running. Standard library only; see docs/HEADLESS.md.
+fails while running. --batch FILE runs many jobs over one or more servers (kandinsky_batch_jobs.py,
+kandinsky_batch_runner.py beside this file). Standard library only; see docs/HEADLESS.md.
 """
 from __future__ import annotations
 
