@@ -4,7 +4,9 @@
         --decoder models/kandinsky/kandinsky-2-2-decoder --prompt "red cat, 4k photo" --out cat.png
 
 --init-image turns on image-to-image (with --denoise), --mask inpainting (white = repaint; use an
-inpaint decoder), --hint a depth map (use kandinsky-2-2-controlnet-depth).
+inpaint decoder), --hint a depth map (use kandinsky-2-2-controlnet-depth). --download fetches missing
+model folders from the Hugging Face Hub first (kandinsky_core.download); without it nothing touches the
+network. A progress bar per stage goes to stderr (--quiet: none, and only warnings and errors).
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import download
+from .cli_progress import StageBars
 from .loading.components import load_decoder, load_prior
 from .runtime import DTYPE_CHOICES, LocalRuntime, resolve_dtype
 from .stages import decoder, prior
@@ -46,7 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda if available)")
     p.add_argument("--out", default="kandinsky.png")
+    p.add_argument("--download", action="store_true",
+                   help="fetch missing model folders from the Hugging Face Hub (named after their repo, e.g. "
+                        "models/kandinsky/kandinsky-2-2-prior); resumable, complete folders are skipped")
+    p.add_argument("--quiet", action="store_true", help="no progress bars; only warnings and errors")
     return p
+
+
+def model_folders(args: argparse.Namespace) -> list[str]:
+    """The model folders this command needs (what --download fetches)."""
+    return [args.prior, args.decoder]
 
 
 def _read_image(path: str, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -57,39 +70,61 @@ def _read_image(path: str, size: tuple[int, int] | None = None) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None]
 
 
-def run(args: argparse.Namespace) -> Image.Image:
-    runtime = LocalRuntime(args.device)
+def run(args: argparse.Namespace, bars: StageBars | None = None) -> Image.Image:
+    bars = bars or StageBars(enabled=False)
+    download.ensure_repos(model_folders(args), args.download, progress=bars.enabled)
+    runtime = LocalRuntime(args.device, on_progress=bars)
     device = runtime.device()
+    logger.info("Loading the prior from %s", args.prior)
     prior_models = load_prior(args.prior, resolve_dtype(args.dtype, device))
+    logger.info("Loading the decoder from %s", args.decoder)
     unet, movq = load_decoder(args.decoder, resolve_dtype(args.dtype, device), resolve_dtype(args.dtype, device, "movq"))
     f = movq.scale_factor
     if args.width % f or args.height % f:
         raise ValueError(f"--width and --height must be multiples of {f} (the MoVQ factor), got {args.width}x{args.height}.")
+    bars.stage("prior")
     embeds = prior.prior_encode(prior_models, args.prompt, args.negative_prompt or None,
                                 generator=torch.Generator("cpu").manual_seed(args.seed), steps=args.prior_steps,
                                 guidance_scale=args.prior_guidance, runtime=runtime)
     size = (args.width, args.height)
+    bars.close()
     if args.init_image:
+        logger.info("MoVQ: encoding %s", args.init_image)
         latents = movq_stage.encode(movq, _read_image(args.init_image, size), runtime=runtime)
     else:
         latents = torch.zeros(1, 4, args.height // f, args.width // f)
     mask = _read_image(args.mask, size)[..., 0] if args.mask else None
     hint = depth_hint(_read_image(args.hint, size)) if args.hint else None
+    bars.stage("decoder")
     latents = decoder.sample(unet, embeds, latents, generator=torch.Generator("cpu").manual_seed(args.seed),
                              steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler,
                              denoise=args.denoise, hint=hint, mask=mask, runtime=runtime)
+    bars.close()
+    logger.info("MoVQ: decoding the image")
     image = movq_stage.decode(movq, latents, runtime=runtime)[0]
     return Image.fromarray((image.numpy() * 255).round().astype(np.uint8))
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kandinsky_core").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    bars = StageBars(enabled=not args.quiet)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_bars = transformers_logging.is_progress_bar_enabled()
+    if args.quiet:  # its weight-loading bars
+        transformers_logging.disable_progress_bar()
     try:
-        image = run(args)
+        image = run(args, bars)
     except (ValueError, RuntimeError, FileNotFoundError) as e:
         logger.error("%s", e)
         return 1
+    finally:
+        bars.close()
+        if transformers_bars:
+            transformers_logging.enable_progress_bar()
     image.save(args.out)
     logger.info("Saved %s", args.out)
     return 0

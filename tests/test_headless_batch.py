@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from test_comfyui_host import COMFYUI_PATH, ComfyServer, png_size
+from test_comfyui_host import COMFYUI_PATH, TINY_LATENT, ComfyServer, png_size
 from test_headless import SCRIPT, WORKFLOWS, FakeComfy, kq
 
 sys.path.insert(0, str(SCRIPT.parent))  # the batch modules beside the script (kq is already kandinsky_queue)
@@ -278,7 +278,8 @@ def test_real_two_servers_one_killed_midway_all_images_arrive(tmp_path):
         assert process.returncode == 0, err
         lines = manifest_lines(out)
         assert sorted(r["job"] for r in lines) == sorted(j["name"] for j in jobs) and all(r["error"] is None for r in lines)
-        assert all(png_size((out / f"img-{i}.png").read_bytes()) == (64, 64) for i in range(10))
+        side = TINY_LATENT * 2  # a 64 px empty latent is TINY_LATENT; the tiny MoVQ scales by 2
+        assert all(png_size((out / f"img-{i}.png").read_bytes()) == (side, side) for i in range(10))
         print(f"servers per job: {[r['server'][-5:] for r in lines]}; stderr:\n{err}")
     finally:
         first.stop()
