@@ -9,7 +9,9 @@ its defaults are 25 steps, guidance 3.0, 1024x1024 (2.x: 50 steps, guidance 4.0,
 add --dtype fp8_e4m3fn --memory-mode model_offload (or lowvram).
 
 --init-image turns on image-to-image (with --denoise), --mask inpainting (white = repaint; use an
-inpaint decoder), --hint a depth map (use kandinsky-2-2-controlnet-depth).
+inpaint decoder), --hint a depth map (use kandinsky-2-2-controlnet-depth). --download fetches missing
+model folders from the Hugging Face Hub first (kandinsky_core.download); without it nothing touches the
+network. A progress bar per stage goes to stderr (--quiet: none, and only warnings and errors).
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import fp8
+from . import download, fp8
+from .cli_progress import StageBars
 from .loading.components import load_decoder, load_prior, load_text_encoder
 from .loading.repo import read_model_index
 from .memory import MEMORY_MODES
@@ -61,7 +64,16 @@ def _parser() -> argparse.ArgumentParser:
                         "streamed one at a time (see kandinsky_core/memory.py)")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda if available)")
     p.add_argument("--out", default="kandinsky.png")
+    p.add_argument("--download", action="store_true",
+                   help="fetch missing model folders from the Hugging Face Hub (named after their repo, e.g. "
+                        "models/kandinsky/kandinsky-2-2-prior); resumable, complete folders are skipped")
+    p.add_argument("--quiet", action="store_true", help="no progress bars; only warnings and errors")
     return p
+
+
+def model_folders(args: argparse.Namespace) -> list[str]:
+    """The model folders this command needs (what --download fetches; Kandinsky 3 has no prior)."""
+    return [folder for folder in (args.prior, args.decoder) if folder]
 
 
 def _read_image(path: str, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -76,7 +88,7 @@ _DEFAULTS = {"3": dict(steps=25, guidance=3.0, width=1024, height=1024),  # per 
              "2.x": dict(steps=50, guidance=4.0, width=512, height=512)}
 
 
-def _load_k3(args: argparse.Namespace, runtime: LocalRuntime):
+def _load_k3(args: argparse.Namespace, runtime: LocalRuntime, bars: StageBars):
     """A kandinsky-3 folder: (prompt embeds, UNet, MoVQ)."""
     if args.prior:
         raise ValueError(f"{args.decoder} is a Kandinsky 3 folder: Kandinsky 3 has no prior, leave out --prior.")
@@ -84,18 +96,22 @@ def _load_k3(args: argparse.Namespace, runtime: LocalRuntime):
     te_dtype, te_fp8 = fp8.resolve_weights(args.dtype, device, "text_encoder")
     unet_dtype, unet_fp8 = fp8.resolve_weights(args.dtype, device, "unet")
     movq_dtype = resolve_dtype("auto" if unet_fp8 else args.dtype, device, "movq")
+    logger.info("Loading the text encoder from %s", args.decoder)
     text_encoder = load_text_encoder(args.decoder, te_dtype)
     if te_fp8:
         fp8.store_fp8(text_encoder.text_encoder)
+    bars.stage("text encoder")
     embeds = text3.encode_prompts(text_encoder, [args.prompt], args.negative_prompt or None, runtime)
     del text_encoder  # 8.7 B parameters: free them before the UNet loads
+    bars.close()
+    logger.info("Loading the decoder from %s", args.decoder)
     unet, movq = load_decoder(args.decoder, unet_dtype, movq_dtype)
     if unet_fp8:
         fp8.store_unet_fp8(unet)
     return embeds, unet, movq
 
 
-def _load_2x(args: argparse.Namespace, runtime: LocalRuntime):
+def _load_2x(args: argparse.Namespace, runtime: LocalRuntime, bars: StageBars):
     """A 2.x prior and decoder: (image embeds, UNet, MoVQ)."""
     if not args.prior:
         raise ValueError(f"{args.decoder} is a Kandinsky 2.x decoder: give its prior with --prior "
@@ -103,47 +119,69 @@ def _load_2x(args: argparse.Namespace, runtime: LocalRuntime):
     if args.dtype == fp8.CHOICE:
         raise ValueError("--dtype fp8_e4m3fn is for Kandinsky 3 only; choose auto, fp16, bf16 or fp32 for 2.x.")
     device = runtime.device()
+    logger.info("Loading the prior from %s", args.prior)
     prior_models = load_prior(args.prior, resolve_dtype(args.dtype, device))
+    logger.info("Loading the decoder from %s", args.decoder)
     unet, movq = load_decoder(args.decoder, resolve_dtype(args.dtype, device), resolve_dtype(args.dtype, device, "movq"))
+    bars.stage("prior")
     embeds = prior.prior_encode(prior_models, args.prompt, args.negative_prompt or None,
                                 generator=torch.Generator("cpu").manual_seed(args.seed), steps=args.prior_steps,
                                 guidance_scale=args.prior_guidance, runtime=runtime)
     return embeds, unet, movq
 
 
-def run(args: argparse.Namespace) -> Image.Image:
-    runtime = LocalRuntime(args.device, memory_mode=args.memory_mode)
+def run(args: argparse.Namespace, bars: StageBars | None = None) -> Image.Image:
+    bars = bars or StageBars(enabled=False)
+    download.ensure_repos(model_folders(args), args.download, progress=bars.enabled)
+    runtime = LocalRuntime(args.device, on_progress=bars, memory_mode=args.memory_mode)
     version = "3" if read_model_index(args.decoder).version == "3" else "2.x"
     for name, value in _DEFAULTS[version].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    embeds, unet, movq = (_load_k3 if version == "3" else _load_2x)(args, runtime)
+    embeds, unet, movq = (_load_k3 if version == "3" else _load_2x)(args, runtime, bars)
     f = movq.scale_factor
     if args.width % f or args.height % f:
         raise ValueError(f"--width and --height must be multiples of {f} (the MoVQ factor), got {args.width}x{args.height}.")
     size = (args.width, args.height)
+    bars.close()
     if args.init_image:
+        logger.info("MoVQ: encoding %s", args.init_image)
         latents = movq_stage.encode(movq, _read_image(args.init_image, size), runtime=runtime)
     else:
         latents = torch.zeros(1, 4, args.height // f, args.width // f)
     mask = _read_image(args.mask, size)[..., 0] if args.mask else None
     hint = depth_hint(_read_image(args.hint, size)) if args.hint else None
+    bars.stage("decoder")
     latents = decoder.sample(unet, embeds, latents, generator=torch.Generator("cpu").manual_seed(args.seed),
                              steps=args.steps, guidance_scale=args.guidance, sampler=args.sampler,
                              denoise=args.denoise, hint=hint, mask=mask, runtime=runtime)
+    bars.close()
+    logger.info("MoVQ: decoding the image")
     image = movq_stage.decode(movq, latents, runtime=runtime)[0]
     runtime.offload_all()
     return Image.fromarray((image.numpy() * 255).round().astype(np.uint8))
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kandinsky_core").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    bars = StageBars(enabled=not args.quiet)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_bars = transformers_logging.is_progress_bar_enabled()
+    if args.quiet:  # its weight-loading bars
+        transformers_logging.disable_progress_bar()
     try:
-        image = run(args)
+        image = run(args, bars)
     except (ValueError, RuntimeError, FileNotFoundError) as e:
         logger.error("%s", e)
         return 1
+    finally:
+        bars.close()
+        if transformers_bars:
+            transformers_logging.enable_progress_bar()
     image.save(args.out)
     logger.info("Saved %s", args.out)
     return 0

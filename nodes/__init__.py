@@ -6,7 +6,7 @@ from .embeds_nodes import KandinskyInterpolate
 from .image_nodes import KandinskyDepthHint, KandinskyMaskInvert
 from .loaders import KandinskyDecoderLoader, KandinskyPriorLoader
 from .movq_nodes import KandinskyMoVQDecode, KandinskyMoVQEncode
-from .paths import in_comfyui, register_comfy_folder
+from .paths import in_comfyui, install_example_inputs, register_comfy_folder
 from .prior_nodes import KandinskyImageEmbed, KandinskyPriorEmb2Emb, KandinskyPriorEncode
 from .loaders import KandinskyTextEncoderLoader
 from .text_nodes import KandinskyTextEncode
@@ -43,7 +43,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "KandinskyTextEncode": "Kandinsky 3 Text Encode",
 }
 
-if in_comfyui():  # the only import-time side effect: make models/kandinsky a ComfyUI model folder
+if in_comfyui():  # the import-time side effects: models/kandinsky a ComfyUI model folder, example inputs
     register_comfy_folder()
+    install_example_inputs()
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

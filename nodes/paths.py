@@ -39,6 +39,28 @@ def register_comfy_folder() -> None:
     folder_paths.add_model_folder_path(FOLDER_NAME, os.path.join(folder_paths.models_dir, FOLDER_NAME))
 
 
+EXAMPLE_INPUTS = Path(__file__).resolve().parent.parent / "workflows" / "inputs"  # images the templates load
+
+
+def install_example_inputs() -> list[Path]:
+    """Copy the templates' example images into ComfyUI's input folder when missing (never overwrites)."""
+    import shutil
+
+    import folder_paths
+
+    copied = []
+    try:
+        target = Path(folder_paths.get_input_directory())
+        for source in sorted(EXAMPLE_INPUTS.glob("*.png")):
+            if not (target / source.name).exists():
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target / source.name)
+                copied.append(target / source.name)
+    except OSError as exc:  # a read-only input folder only costs the examples
+        logger.warning("Could not copy the Kandinsky example images into ComfyUI's input folder: %s", exc)
+    return copied
+
+
 def model_roots() -> list[Path]:
     """The folders searched for Kandinsky repo folders, in priority order."""
     if in_comfyui():

@@ -10,7 +10,8 @@ both (EmptyLatentImage), --image uploads a file through the server's /upload/ima
 LoadImage / LoadImageMask node, --set changes any input of one node. The command waits for the run
 (polling /history), downloads the images of the output nodes through /view into --output, and exits 1
 with the server's error for the failing node when the server rejects the workflow (validation) or a node
-fails while running. Standard library only; see docs/HEADLESS.md.
+fails while running. --batch FILE runs many jobs over one or more servers (kandinsky_batch_jobs.py,
+kandinsky_batch_runner.py beside this file). Standard library only; see docs/HEADLESS.md.
 """
 from __future__ import annotations
 
@@ -24,13 +25,19 @@ import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Callable
 
 IMAGE_LOADERS = ("LoadImage", "LoadImageMask")  # nodes whose `image` input names a file in input/
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_SERVER = "http://127.0.0.1:8188"
 
 
 class QueueError(Exception):
     """A failure to report to the user (the message is printed as is) and exit with EXIT_FAILED."""
+
+
+class ServerUnreachable(QueueError):
+    """The server did not answer (refused, reset or timed out): a batch moves the job to another server."""
 
 
 class UsageError(Exception):
@@ -119,8 +126,23 @@ def parse_value(text: str):
         return text
 
 
-def apply_overrides(workflow: dict, args: argparse.Namespace) -> None:
-    """Apply the text, seed, size and --set overrides in place (images are handled by assign_images)."""
+def check_input_name(workflow: dict, nid: str, name: str, what: str, known: set[str] | None) -> None:
+    """Refuse a --set input the node does not have (a typo would otherwise queue the default silently).
+
+    `known` are the node type's inputs as the server lists them (None when it cannot tell); the inputs the
+    workflow already gives the node count too."""
+    names = set(workflow[nid].get("inputs", {})) | (known or set())
+    if name not in names:
+        raise UsageError(f"{what}: {node_label(workflow, nid)} has no input {name!r}; its inputs are: "
+                         f"{', '.join(sorted(names)) or '(none)'}.")
+
+
+def apply_overrides(workflow: dict, args: argparse.Namespace,
+                    input_names: Callable[[str], set[str] | None] | None = None) -> None:
+    """Apply the text, seed, size and --set overrides in place (images are handled by image_targets).
+
+    `input_names(class_type)` gives a node type's input names (the server's /object_info) for checking
+    --set names; without it only the inputs present in the workflow are known."""
     for name, value in (("prompt", args.prompt), ("negative_prompt", args.negative_prompt), ("seed", args.seed)):
         if value is not None and not set_everywhere(workflow, name, value):
             raise UsageError(f"--{name.replace('_', '-')} given, but no node of the workflow has a {name} input.")
@@ -141,7 +163,16 @@ def apply_overrides(workflow: dict, args: argparse.Namespace) -> None:
             if "=" in item and ref and not split:
                 find_node(workflow, ref)  # raises: no node (or several) with that id or title
             raise UsageError(f"--set expects NODE.INPUT=VALUE (NODE = id or title), got {item!r}.")
-        workflow[find_node(workflow, split[0])].setdefault("inputs", {})[name] = parse_value(value)
+        set_node_input(workflow, split[0], name, parse_value(value), input_names, f"--set {item!r}")
+
+
+def set_node_input(workflow: dict, ref: str, name: str, value, input_names: Callable[[str], set[str] | None] | None,
+                   what: str) -> None:
+    """Set input `name` of the node `ref` (id or title), refusing a name the node does not have."""
+    nid = find_node(workflow, ref)
+    known = input_names(workflow[nid]["class_type"]) if input_names else None
+    check_input_name(workflow, nid, name, what, known)
+    workflow[nid].setdefault("inputs", {})[name] = value
 
 
 def image_targets(workflow: dict, specs: list[str]) -> list[tuple[str, Path]]:
@@ -180,6 +211,7 @@ class ComfyClient:
     def __init__(self, server: str, timeout: float = 60.0) -> None:
         self.base = server.rstrip("/")
         self.timeout = timeout
+        self._inputs: dict[str, set[str] | None] = {}  # input names per node type (input_names)
 
     def _open(self, request: urllib.request.Request | str):
         try:
@@ -187,7 +219,7 @@ class ComfyClient:
         except urllib.error.HTTPError:
             raise
         except (urllib.error.URLError, OSError) as exc:
-            raise QueueError(f"Cannot reach the ComfyUI server at {self.base}: {exc}. Is it running "
+            raise ServerUnreachable(f"Cannot reach the ComfyUI server at {self.base}: {exc}. Is it running "
                              "(python main.py --listen ...) and is --server right?") from exc
 
     def get_json(self, path: str):
@@ -211,6 +243,17 @@ class ComfyClient:
             except ValueError:
                 raise QueueError(f"The server answered {path} with HTTP {exc.code}: "
                                  f"{body.decode('utf-8', 'replace')[:500]}") from exc
+
+    def input_names(self, class_type: str) -> set[str] | None:
+        """The inputs (required, optional) of a node type from GET /object_info/{class}; None if unknown."""
+        if class_type not in self._inputs:
+            try:
+                info = self.get_json(f"/object_info/{urllib.parse.quote(class_type)}").get(class_type) or {}
+                sections = info.get("input", {})
+                self._inputs[class_type] = {n for key in ("required", "optional") for n in sections.get(key, {})}
+            except (QueueError, ValueError, AttributeError):
+                self._inputs[class_type] = None
+        return self._inputs[class_type]
 
     def upload_image(self, path: Path) -> str:
         """POST /upload/image (multipart); returns the name a LoadImage node selects."""
@@ -293,14 +336,17 @@ def save_outputs(client: ComfyClient, entry: dict, folder: Path, previews: bool)
     """Download the images of the output nodes (SaveImage; PreviewImage too with `previews`)."""
     folder.mkdir(parents=True, exist_ok=True)
     saved = []
-    for nid in sorted(entry.get("outputs", {}), key=lambda n: (len(n), n)):
-        for image in entry["outputs"][nid].get("images", []):
-            if image.get("type") != "output" and not previews:
-                continue
-            target = folder / Path(image["filename"]).name
-            target.write_bytes(client.view(image))
-            saved.append(target)
+    for image in output_images(entry, previews):
+        target = folder / Path(image["filename"]).name
+        target.write_bytes(client.view(image))
+        saved.append(target)
     return saved
+
+
+def output_images(entry: dict, previews: bool) -> list[dict]:
+    """The images of the output nodes in node id order (SaveImage; PreviewImage too with `previews`)."""
+    return [image for nid in sorted(entry.get("outputs", {}), key=lambda n: (len(n), n))
+            for image in entry["outputs"][nid].get("images", []) if image.get("type") == "output" or previews]
 
 
 # --- the command --------------------------------------------------------------------------------------
@@ -309,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Queue an API-format workflow on a running ComfyUI, wait, and save the output images.")
     parser.add_argument("workflow", type=Path, help="API-format workflow JSON (e.g. workflows/api/*.json)")
-    parser.add_argument("--server", default="http://127.0.0.1:8188", help="ComfyUI address (default %(default)s)")
+    parser.add_argument("--server", action="append", default=[], metavar="URL",
+                        help=f"ComfyUI address (default {DEFAULT_SERVER}); with --batch it may repeat")
     parser.add_argument("--prompt", help="text for every `prompt` input")
     parser.add_argument("--negative-prompt", help="text for every `negative_prompt` input ('' = none)")
     parser.add_argument("--seed", type=int, help="value for every `seed` input")
@@ -322,17 +369,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=Path("output"), help="folder for the images (default %(default)s)")
     parser.add_argument("--previews", action="store_true", help="also save PreviewImage (temporary) images")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the run (default %(default)s)")
+    parser.add_argument("--batch", type=Path, metavar="FILE",
+                        help="run every job of a JSON-lines file (see docs/HEADLESS.md) over all --server, saving "
+                             "JOB.png and manifest.jsonl into --output; a rerun skips the jobs already done")
+    parser.add_argument("--per-server", type=int, default=1, metavar="N",
+                        help="with --batch: jobs in flight on each server at once (default %(default)s)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    servers = args.server or [DEFAULT_SERVER]
     try:
+        if args.batch is not None:
+            return run_batch(args, servers)
+        if len(servers) > 1:
+            raise UsageError("--server repeats only with --batch (one workflow runs on one server).")
         workflow = load_workflow(args.workflow)
-        apply_overrides(workflow, args)
+        client = ComfyClient(servers[0])
+        apply_overrides(workflow, args, client.input_names)
         targets = image_targets(workflow, args.image)
-        client = ComfyClient(args.server)
         for nid, path in targets:
             workflow[nid].setdefault("inputs", {})["image"] = client.upload_image(path)
         prompt_id = queue(client, workflow)
@@ -355,6 +412,21 @@ def main(argv: list[str] | None = None) -> int:
         print("the run finished but produced no output images (does the workflow have a SaveImage node?)",
               file=sys.stderr)
     return EXIT_OK
+
+
+def run_batch(args: argparse.Namespace, servers: list[str]) -> int:
+    """--batch: every job of the file over all servers (kandinsky_batch_jobs / kandinsky_batch_runner)."""
+    sys.modules.setdefault("kandinsky_queue", sys.modules[__name__])  # one copy of this module, also as __main__
+    if str(Path(__file__).resolve().parent) not in sys.path:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from kandinsky_batch_jobs import read_jobs
+    from kandinsky_batch_runner import run_batch as run_jobs
+
+    if args.per_server < 1:
+        raise UsageError(f"--per-server must be at least 1, got {args.per_server}.")
+    workflow = load_workflow(args.workflow)
+    jobs = read_jobs(args.batch, workflow, args, ComfyClient(servers[0]).input_names)
+    return run_jobs(jobs, servers, args.output, args.per_server, args.timeout, args.previews)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -188,6 +189,10 @@ class FakeComfy(BaseHTTPRequestHandler):
                        "99": {"images": [{"filename": "preview.png", "subfolder": "", "type": "temp"}]}}
             return self._json(200, {"p1": {"prompt": [], "outputs": outputs,
                                            "status": {"status_str": "success", "completed": True, "messages": []}}})
+        if self.path.startswith("/object_info/"):  # the sampler type also has an optional input the file lacks
+            kind = urllib.parse.unquote(self.path[len("/object_info/"):])
+            inputs = {"required": {"steps": ["INT", {}]}, "optional": {"noise_offset": ["FLOAT", {}]}}
+            return self._json(200, {kind: {"input": inputs}} if kind == "KandinskyUNetSampler" else {})
         if self.path.startswith("/view?"):
             self.send_response(200)
             self.send_header("Content-Length", str(len(self.PNG)))
@@ -242,6 +247,22 @@ def test_fake_runtime_error_exits_1_with_the_nodes_error(fake_comfy, tmp_path, c
     assert code == 1
     assert "failed while running node" in err and "ValueError: The UNet is a depth ControlNet" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_misspelled_set_input_is_a_usage_error_before_queueing(fake_comfy, tmp_path, capsys):
+    workflow = str(WORKFLOWS / "api" / "kandinsky-2-2-text-to-image.json")
+    code = kq.main([workflow, "--server", fake_comfy, "--set", "Decoder: sample latent.stepz=5", "--output", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and FakeComfy.prompts == []  # nothing queued
+    assert "'Decoder: sample latent'" in err and "has no input 'stepz'" in err
+    assert "steps" in err and "guidance_scale" in err and "noise_offset" in err  # the node's inputs are listed
+    # an input the server lists but the file does not give is accepted
+    assert kq.main([workflow, "--server", fake_comfy, "--set", "Decoder: sample latent.noise_offset=0.1",
+                    "--output", str(tmp_path)]) == 0
+    assert next(n for n in FakeComfy.prompts[0].values()
+                if n["class_type"] == "KandinskyUNetSampler")["inputs"]["noise_offset"] == 0.1
+    with pytest.raises(kq.UsageError, match="has no input 'stepz'"):  # without a server: the file's inputs
+        kq.apply_overrides(api("kandinsky-2-2-text-to-image"), args(set=["Decoder: sample latent.stepz=5"]))
 
 
 def test_unreachable_server_and_usage_errors(tmp_path, capsys):

@@ -21,6 +21,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+import thumbnails  # noqa: E402 (beside this file)
+from thumbnails import INPAINT_EXAMPLE  # noqa: E402
 FRONTEND_VERSION = "1.27.10"  # the frontend of ComfyUI 0.3.64, whose save format these files follow
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
 OPTIONAL_SHAPE = 7  # LiteGraph RenderShape.HollowCircle: how the frontend marks optional inputs
@@ -374,9 +377,8 @@ def _empty_latent(g: Graph, y: int, size: int) -> Node:
                  batch_size=1)
 
 
-def _load_image(g: Graph, row: int, title: str) -> Node:
-    return _node(g, "LoadImage", (X_LOAD, Y_IMAGES + row * Y_IMAGE_STEP), title, image="example.png",
-                 upload="image")
+def _load_image(g: Graph, row: int, title: str, image: str = "example.png") -> Node:
+    return _node(g, "LoadImage", (X_LOAD, Y_IMAGES + row * Y_IMAGE_STEP), title, image=image, upload="image")
 
 
 def _scale(g: Graph, image: Node, y: int, size: int, crop: str = "center") -> Node:
@@ -436,8 +438,9 @@ def image_to_image(version: str) -> Graph:
 def inpaint(version: str) -> Graph:
     v, is21 = _v(version)
     g = Graph(f"kandinsky-{v}-inpaint")
-    _common_notes(g, f"## Kandinsky {version}: inpainting\n\nRight-click the **Input image** node > *Open in "
-                     "MaskEditor* and paint the area to repaint. The mask follows ComfyUI's convention: "
+    _common_notes(g, f"## Kandinsky {version}: inpainting\n\nThe example image's transparent ellipse is "
+                     "the area to repaint (LoadImage turns transparency into the MASK). For your own image, "
+                     "right-click the **Input image** node > *Open in MaskEditor* and paint the area to repaint. The mask follows ComfyUI's convention: "
                      "**white (1) = repaint**, black = keep. For masks drawn for the original Kandinsky code "
                      "(black = repaint) put a *Kandinsky Mask Invert* node between the mask and the encoder.\n\n"
                      "The image is resized without cropping so that the mask (resized with it by the encoder) "
@@ -446,7 +449,7 @@ def inpaint(version: str) -> Graph:
     prior = _prior(g, version)
     embeds = _text(g, prior, "a hat")
     decoder = _decoder(g, "inpaint21" if is21 else "inpaint22")
-    source = _load_image(g, 0, "Input image (paint the mask here)")
+    source = _load_image(g, 0, "Input image (paint the mask here)", INPAINT_EXAMPLE)  # its transparent area = mask
     scaled = _scale(g, source, 330, 768, crop="disabled")
     latent = _node(g, "KandinskyMoVQEncode", (X_PREP, 510), "MoVQ: image + mask to latent",
                    {"movq": decoder.out(1), "image": scaled.out(), "mask": source.out(1)})
@@ -652,6 +655,7 @@ def main(argv: list[str]) -> int:
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+    thumbnails.write_all(HERE)  # a template-browser thumbnail per workflow, and the example inputs
     return 0
 
 
