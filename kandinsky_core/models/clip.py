@@ -16,17 +16,21 @@ from __future__ import annotations
 import logging
 import os
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 import PIL.Image
 import torch
-import transformers
-from transformers import CLIPImageProcessor, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
+
+if TYPE_CHECKING:  # transformers is imported when a model loads, not with the pack (it costs seconds)
+    from transformers import CLIPImageProcessor, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
 
 logger = logging.getLogger(__name__)
 
 
 def _transformers_version() -> tuple[int, int]:
+    import transformers
+
     m = re.match(r"(\d+)\.(\d+)", transformers.__version__)
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
@@ -50,6 +54,8 @@ def load_clip_text_encoder(
     folder: str | os.PathLike, dtype: torch.dtype, device: torch.device | str
 ) -> CLIPTextModelWithProjection:
     """Load a CLIPTextModelWithProjection from a local transformers folder, in eval mode."""
+    from transformers import CLIPTextModelWithProjection
+
     return _load_model(CLIPTextModelWithProjection, folder, dtype, device)
 
 
@@ -57,16 +63,22 @@ def load_clip_image_encoder(
     folder: str | os.PathLike, dtype: torch.dtype, device: torch.device | str
 ) -> CLIPVisionModelWithProjection:
     """Load a CLIPVisionModelWithProjection from a local transformers folder, in eval mode."""
+    from transformers import CLIPVisionModelWithProjection
+
     return _load_model(CLIPVisionModelWithProjection, folder, dtype, device)
 
 
 def load_clip_tokenizer(folder: str | os.PathLike) -> CLIPTokenizer:
     """Load the CLIP BPE tokenizer (vocab.json, merges.txt, ...) from a local folder."""
+    from transformers import CLIPTokenizer
+
     return CLIPTokenizer.from_pretrained(folder, local_files_only=True)
 
 
 def load_clip_image_processor(folder: str | os.PathLike) -> CLIPImageProcessor:
     """Load the CLIPImageProcessor (preprocessor_config.json) from a local folder."""
+    from transformers import CLIPImageProcessor
+
     return CLIPImageProcessor.from_pretrained(folder, local_files_only=True)
 
 
