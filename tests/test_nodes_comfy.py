@@ -75,6 +75,9 @@ class FakeComfy:
                 self.model.detach(unpatch_weights)
                 return True
 
+            def __eq__(self, other):  # as ComfyUI's: the same patcher
+                return self.model is other.model
+
         def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
                             force_full_load=False):
             self.loads.append((list(models), force_full_load))
@@ -84,8 +87,16 @@ class FakeComfy:
                     mm.current_loaded_models.insert(0, LoadedModel(patcher))
 
         def free_memory(memory_required, device, keep_loaded=[]):
+            """As ComfyUI's when the device has no room left: unloads every model on it but `keep_loaded`."""
             self.frees.append((memory_required, device))
-            return []
+            unloaded = []
+            for i in range(len(mm.current_loaded_models) - 1, -1, -1):
+                entry = mm.current_loaded_models[i]
+                if entry.device == device and entry not in keep_loaded and entry.model_unload():
+                    unloaded.append(mm.current_loaded_models.pop(i))
+            if unloaded:
+                soft_empty_cache()
+            return unloaded
 
         def soft_empty_cache(force=False):
             self.empty_caches += 1
@@ -95,6 +106,8 @@ class FakeComfy:
         mm.throw_exception_if_processing_interrupted = throw_exception_if_processing_interrupted
         mm.load_models_gpu, mm.free_memory, mm.soft_empty_cache = load_models_gpu, free_memory, soft_empty_cache
         mm.current_loaded_models = []
+        mm.LoadedModel = LoadedModel
+        mm.loaded_models = lambda only_currently_used=False: [e.model for e in mm.current_loaded_models]
         mm.minimum_inference_memory = lambda: 1024**3 * 0.8 + 400 * 1024**2
 
         fake = self
@@ -262,7 +275,9 @@ def test_memory_modes_inside_comfyui(pack, comfy):
                           streamed=[memory.is_streamed(m) for m in (prior.prior, unet.unet, movq.movq)],
                           residents=[lowvram.on_device(m) for m in (prior.prior, unet.unet, movq.movq)])
         if mode == "model_offload":  # prior + text tower when the image tower loads, the rest as their node returns
-            assert [names[id(m)] for m in unloaded] == ["prior", "text", "image", "unet", "movq"]
+            unloaded = [names[id(m)] for m in unloaded]
+            assert sorted(unloaded[:2]) == ["prior", "text"] and unloaded[2:] == ["image", "unet", "movq"]
+            assert all(entry.model not in comfy.unloads for entry in mm.current_loaded_models)
         del loaders, prior, unet, movq, embeds, latent
         gc.collect()
 
@@ -273,7 +288,8 @@ def test_memory_modes_inside_comfyui(pack, comfy):
     offload = seen["model_offload"]
     assert offload["after"] == [[], [], []]  # each node's models left the GPU when the node returned
     assert offload["loads"] == 4 and offload["new_patchers"] == 5 and comfy.empty_caches >= 4
-    assert offload["frees"] == [] and offload["streamed"] == [False] * 3
+    assert offload["streamed"] == [False] * 3
+    assert len(offload["frees"]) == 4 and all(need >= 1e30 for need, _ in offload["frees"])  # only to unload ours
 
     low = seen["lowvram"]
     assert low["after"] == [[], [], []] and low["loads"] == 0 and low["new_patchers"] == 0  # ComfyUI never loads them
@@ -305,11 +321,19 @@ COMFY_SCRIPT = textwrap.dedent('''
     steps = []
     cancel = {"at": None}
     def hook(value, total, preview, prompt_id=None, node_id=None):  # what the server installs
-        steps.append(value)
-        if value == cancel["at"]:
+        steps.append((value, total))
+        if (value, total) == cancel["at"]:  # Cancel pressed; the pack's own check must stop the run
             mm.interrupt_current_processing(True)
+            return
         mm.throw_exception_if_processing_interrupted()
     comfy.utils.set_progress_bar_global_hook(hook)
+    def bars(seen):  # the hook's calls split per progress bar. 0.3.64 calls it every step; 0.33 the first step,
+        runs = []      # the last and at most one other per 100 ms, so a Cancel cannot rely on the hook
+        for value, total in seen:
+            if not runs or value <= runs[-1][-1][0] or total != runs[-1][-1][1]:
+                runs.append([])
+            runs[-1].append((value, total))
+        return runs
     def run():
         e = call(N["KandinskyPriorEncode"], prior=prior, prompt="a cat", negative_prompt="", seed=1, steps=3,
                  guidance_scale=4.0, batch_size=1)[0]
@@ -317,15 +341,19 @@ COMFY_SCRIPT = textwrap.dedent('''
                  steps=4, guidance_scale=4.0, sampler="ddpm", denoise=1.0)[0]
         return call(N["KandinskyMoVQDecode"], movq=movq, latent=l)[0]
     first = run()
-    assert steps == [1, 2, 3, 1, 2, 3, 4], steps
+    prior_bar, sampler_bar = bars(steps)
+    assert prior_bar[0] == (1, 3) and prior_bar[-1] == (3, 3) and sampler_bar[0] == (1, 4), steps
+    assert sampler_bar[-1] == (4, 4) and all(t == 4 for _, t in sampler_bar), steps
     loaded = [m.model.model.inner for m in mm.current_loaded_models]
     assert all(any(x is m for x in loaded) for m in prior.modules() + unet.modules() + movq.modules()), loaded
-    cancel["at"] = 2
+    cancel["at"] = (1, 4)  # during the sampler's first step: always sent to the hook, which does not raise
+    del steps[:]
     try:
         run()
         raise SystemExit("Cancel did not stop the run")
     except mm.InterruptProcessingException:
         pass
+    assert steps[-1] == (1, 4), steps  # stopped after that step
     cancel["at"] = None
     assert torch.equal(run(), first)
     old = unet.unet

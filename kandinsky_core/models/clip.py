@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,8 +47,23 @@ def _load_model(cls, folder: str | os.PathLike, dtype: torch.dtype, device: torc
                          "(config.json + model.safetensors).")
     # local_files_only: never download. safetensors is preferred; a legacy pytorch_model.bin is read with
     # torch.load(weights_only=True) (transformers' default, also refused on torch < 2.6), so no pickled code runs.
-    model = cls.from_pretrained(folder, local_files_only=True, weights_only=True, **_dtype_kwargs(dtype))
+    with _no_progress_bars():
+        model = cls.from_pretrained(folder, local_files_only=True, weights_only=True, **_dtype_kwargs(dtype))
     return model.to(device).eval()
+
+
+@contextmanager
+def _no_progress_bars():
+    """transformers' per-load "Loading weights" bars stay out of the host's log (restored afterwards)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def load_clip_text_encoder(
