@@ -220,13 +220,14 @@ def test_model_management_progress_and_cancel(pack, comfy):
     assert all(full for _, full in comfy.loads)
     assert all(not hasattr(m, "model_lowvram") and "device" not in vars(m) for m in managed)  # core modules untouched
     assert comfy.device_calls["vae"] > 0  # the MoVQ follows ComfyUI's VAE placement
-    assert [(b.total, b.values) for b in comfy.bars] == [(3, [1, 2, 3]), (4, [1, 2, 3, 4])]
+    # prior and sampler per step, MoVQ decode per block (its 2 levels and the mid block)
+    assert [(b.total, b.values) for b in comfy.bars] == [(3, [1, 2, 3]), (4, [1, 2, 3, 4]), (3, [1, 2, 3])]
 
     # Cancel during step 2 stops the sampler; the next run works and is unchanged
     comfy.cancel_at = 2
     with pytest.raises(Interrupt):
         run()
-    assert comfy.bars[-1].values == [1, 2]
+    assert comfy.bars[-1].total == 4 and comfy.bars[-1].values == [1, 2]
     comfy.cancel_at = None
     again = run()
     assert torch.equal(again[2], image)
@@ -341,7 +342,8 @@ COMFY_SCRIPT = textwrap.dedent('''
                  steps=4, guidance_scale=4.0, sampler="ddpm", denoise=1.0)[0]
         return call(N["KandinskyMoVQDecode"], movq=movq, latent=l)[0]
     first = run()
-    prior_bar, sampler_bar = bars(steps)
+    prior_bar, sampler_bar, movq_bar = bars(steps)
+    assert movq_bar[-1] == (3, 3), steps  # MoVQ decode reports its blocks
     assert prior_bar[0] == (1, 3) and prior_bar[-1] == (3, 3) and sampler_bar[0] == (1, 4), steps
     assert sampler_bar[-1] == (4, 4) and all(t == 4 for _, t in sampler_bar), steps
     loaded = [m.model.model.inner for m in mm.current_loaded_models]
