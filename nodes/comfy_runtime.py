@@ -72,6 +72,24 @@ def devices(role: str) -> tuple[torch.device, torch.device]:
     return mm.get_torch_device(), mm.unet_offload_device()
 
 
+_OUR_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def auto_dtype(role: str) -> torch.dtype:
+    """ComfyUI's dtype choice for a model of `role` on its device, flags included (--force-fp32, --bf16-unet,
+    --fp16-vae, ...): the prior and UNet as a diffusion model, MoVQ as a VAE (fp32 unless a VAE flag says
+    otherwise). A choice the core cannot run (fp8, fp64) falls back to fp32."""
+    device = devices(role)[0]
+    if role == "movq":
+        dtype = mm.vae_dtype(device)
+    else:
+        dtype = mm.unet_dtype(device, supported_dtypes=list(_OUR_DTYPES))
+    if dtype not in _OUR_DTYPES:
+        logger.warning("ComfyUI chose %s for the Kandinsky %s; it runs in float32 instead.", dtype, role)
+        return torch.float32
+    return dtype
+
+
 def patchers(owner: object, modules: Iterable[nn.Module], role: str) -> list:
     """The ModelPatcher of each module of `owner`, created on first use."""
     table = _patchers.setdefault(owner, {})

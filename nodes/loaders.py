@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from ..kandinsky_core.loading.components import load_decoder, load_prior
-from ..kandinsky_core.runtime import DTYPE_CHOICES, resolve_dtype
+from ..kandinsky_core.runtime import DTYPE_CHOICES
 from . import paths, runtime
 from .cache import ModelSlot
 from .common import CATEGORY, MOVQ, PRIOR, UNET
 
 DTYPE_TOOLTIP = (
-    "Weight dtype. auto: fp16 on CUDA (MoVQ stays fp32, it is precision-sensitive), fp32 elsewhere. fp16/bf16 "
-    "apply to every component, MoVQ included."
+    "Weight dtype. auto: inside ComfyUI its choice for a diffusion model (prior, UNet) and a VAE (MoVQ), so "
+    "--force-fp32, --bf16-unet, --fp16-vae, ... count; elsewhere fp16 on CUDA (MoVQ stays fp32, it is "
+    "precision-sensitive), fp32 otherwise. fp16/bf16 apply to every component, MoVQ included."
 )
 MEMORY_MODE_TOOLTIP = (
     "Where the models live while the workflow runs. auto: inside ComfyUI its model management decides (models "
@@ -62,7 +63,7 @@ class KandinskyPriorLoader:
 
     def load(self, prior_name: str, dtype: str, memory_mode: str = "auto"):
         folder = paths.resolve_model(prior_name, "prior")
-        torch_dtype = resolve_dtype(dtype, runtime.load_device("prior"), "prior")
+        torch_dtype = runtime.model_dtype(dtype, "prior")
         runtime.check_memory_mode(memory_mode)
         # the mode is in the key: bundles of different modes never share modules (each is managed one way)
         key = ("prior", str(folder.resolve()), torch_dtype, memory_mode)
@@ -98,8 +99,8 @@ class KandinskyDecoderLoader:
 
     def load(self, decoder_name: str, dtype: str, memory_mode: str = "auto"):
         folder = paths.resolve_model(decoder_name, "decoder")
-        unet_dtype = resolve_dtype(dtype, runtime.load_device("unet"), "unet")
-        movq_dtype = resolve_dtype(dtype, runtime.load_device("movq"), "movq")
+        unet_dtype = runtime.model_dtype(dtype, "unet")
+        movq_dtype = runtime.model_dtype(dtype, "movq")
         runtime.check_memory_mode(memory_mode)
         key = ("decoder", str(folder.resolve()), unet_dtype, movq_dtype, memory_mode)
         unet, movq = self._slot.get(

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from ..kandinsky_core.memory import MEMORY_MODES
-from ..kandinsky_core.runtime import Interrupted, LocalRuntime, Runtime, default_device
+from ..kandinsky_core.runtime import Interrupted, LocalRuntime, Runtime, default_device, resolve_dtype
 from .paths import in_comfyui
 
 DEVICE_ENV_VAR = "KANDINSKY_DEVICE"
@@ -56,6 +56,16 @@ def load_device(role: str) -> torch.device:
 
         return comfy_runtime.devices(role)[0]
     return _local_device()
+
+
+def model_dtype(name: str, role: str) -> torch.dtype:
+    """A loader's dtype choice for a model of `role`: `auto` inside ComfyUI is ComfyUI's choice (its dtype
+    flags count), elsewhere the core's per-device default."""
+    if name == "auto" and in_comfyui():
+        from . import comfy_runtime
+
+        return comfy_runtime.auto_dtype(role)
+    return resolve_dtype(name, load_device(role), role)
 
 
 def check_memory_mode(mode: str) -> str:

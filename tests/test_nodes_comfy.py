@@ -106,6 +106,15 @@ class FakeComfy:
         mm.throw_exception_if_processing_interrupted = throw_exception_if_processing_interrupted
         mm.load_models_gpu, mm.free_memory, mm.soft_empty_cache = load_models_gpu, free_memory, soft_empty_cache
         mm.current_loaded_models = []
+        self.flags = {}  # ComfyUI's dtype flags: {"unet": dtype, "vae": dtype}
+
+        def unet_dtype(device=None, model_params=0, supported_dtypes=(), weight_dtype=None):
+            return self.flags.get("unet", torch.float32)
+
+        def vae_dtype(device=None, allowed_dtypes=()):
+            return self.flags.get("vae", torch.float32)
+
+        mm.unet_dtype, mm.vae_dtype = unet_dtype, vae_dtype
         mm.LoadedModel = LoadedModel
         mm.loaded_models = lambda only_currently_used=False: [e.model for e in mm.current_loaded_models]
         mm.minimum_inference_memory = lambda: 1024**3 * 0.8 + 400 * 1024**2
@@ -187,6 +196,18 @@ def test_import_registers_the_model_folder(comfy):
     assert decoders == sorted(REPO_NAMES[k] for k in ("decoder22", "inpaint22", "depth22")) + ["own-decoder"]
     unet, _ = call(pack.NODE_CLASS_MAPPINGS["KandinskyDecoderLoader"], decoder_name="own-decoder", dtype="auto")
     assert unet.variant.task == "text2img" and unet.dtype == torch.float32  # auto on a CPU torch device
+
+
+def test_auto_dtype_follows_comfyui_flags(pack, comfy):
+    nodes = pack.NODE_CLASS_MAPPINGS
+    comfy.flags.update(unet=torch.bfloat16, vae=torch.float16)  # e.g. --bf16-unet --fp16-vae
+    prior = call(nodes["KandinskyPriorLoader"](), prior_name=PRIOR, dtype="auto")[0]
+    unet, movq = call(nodes["KandinskyDecoderLoader"](), decoder_name=DECODER, dtype="auto")
+    assert (prior.dtype, unet.dtype, movq.dtype) == (torch.bfloat16, torch.bfloat16, torch.float16)
+    comfy.flags.update(unet=torch.float8_e4m3fn, vae=torch.float32)  # --fp8_e4m3fn-unet: not for our layers
+    unet, movq = call(nodes["KandinskyDecoderLoader"](), decoder_name=DECODER, dtype="auto")
+    assert (unet.dtype, movq.dtype) == (torch.float32, torch.float32)
+    assert call(nodes["KandinskyDecoderLoader"](), decoder_name=DECODER, dtype="fp16")[0].dtype == torch.float16
 
 
 def test_model_management_progress_and_cancel(pack, comfy):
@@ -374,7 +395,7 @@ COMFY_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def test_inside_real_comfyui():
+def run_in_real_comfyui(script):
     comfy_path = os.environ.get("COMFYUI_PATH")
     if not comfy_path or not os.path.isfile(os.path.join(comfy_path, "comfy", "model_management.py")):
         pytest.skip("set COMFYUI_PATH to a ComfyUI checkout (with its requirements installed) to run this test")
@@ -382,6 +403,22 @@ def test_inside_real_comfyui():
            "PYTHONPATH": os.pathsep.join([comfy_path, os.environ.get("PYTHONPATH", "")])}
     venv_python = os.path.join(comfy_path, ".venv", "bin", "python")  # as tests/test_comfyui_host.py picks it
     python = os.environ.get("COMFYUI_PYTHON") or (venv_python if os.path.exists(venv_python) else sys.executable)
-    result = subprocess.run([python, "-c", COMFY_SCRIPT], cwd=comfy_path, env=env, capture_output=True,
+    result = subprocess.run([python, "-c", script], cwd=comfy_path, env=env, capture_output=True,
                             text=True, timeout=600)
     assert "COMFY_OK" in result.stdout, result.stdout[-3000:] + result.stderr[-5000:]
+
+
+def test_inside_real_comfyui():
+    run_in_real_comfyui(COMFY_SCRIPT)
+
+
+def test_auto_dtype_follows_real_comfyui_flags():
+    head, tail = COMFY_SCRIPT.split("N = pack.NODE_CLASS_MAPPINGS")
+    script = head.replace('"--cpu"]', '"--cpu", "--bf16-unet", "--fp16-vae"]') + textwrap.dedent('''
+        N = pack.NODE_CLASS_MAPPINGS
+        loader = N["KandinskyDecoderLoader"]()
+        unet, movq = getattr(loader, loader.FUNCTION)(decoder_name=os.environ["DECODER"], dtype="auto")
+        assert (unet.dtype, movq.dtype) == (torch.bfloat16, torch.float16), (unet.dtype, movq.dtype)
+        print("COMFY_OK")
+    ''')
+    run_in_real_comfyui(script)
