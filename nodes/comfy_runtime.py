@@ -27,7 +27,7 @@ import comfy.utils
 import torch
 from torch import nn
 
-from ..kandinsky_core import memory
+from ..kandinsky_core import fp8, memory
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ class Resident(nn.Module):
 
     ModelPatcher stores bookkeeping attributes (`device`, `model_lowvram`, ...) on the module it manages;
     the container takes them, so core modules (transformers ones have a read-only `device`) stay untouched.
+    `resident(module)` makes one of a subclass named after the core module, which ComfyUI's log names
+    ("Requested to load KandinskyUNet").
     """
 
     def __init__(self, module: nn.Module) -> None:
@@ -50,11 +52,53 @@ class Resident(nn.Module):
         self.inner = module
 
 
+_resident_classes: dict[str, type] = {}
+
+
+def resident(module: nn.Module) -> Resident:
+    """A Resident around `module`, of a Resident subclass named Kandinsky<core class> for ComfyUI's log."""
+    name = type(module).__name__
+    name = name if name.startswith("Kandinsky") else "Kandinsky" + name
+    cls = _resident_classes.get(name)
+    if cls is None:
+        cls = _resident_classes[name] = type(name, (Resident,), {"__module__": __name__})
+    return cls(module)
+
+
 def devices(role: str) -> tuple[torch.device, torch.device]:
     """(load device, offload device) for a model of `role`: MoVQ follows ComfyUI's VAE placement."""
     if role == "movq":
         return mm.vae_device(), mm.vae_offload_device()
     return mm.get_torch_device(), mm.unet_offload_device()
+
+
+_OUR_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _text_encoder_flag_dtype() -> torch.dtype | None:
+    """The dtype a --fp16/--bf16/--fp32-text-enc flag asks for (ComfyUI's own default, fp16 everywhere, would
+    overflow the T5 feed-forward and is slow on the CPU, so without a flag the core decides)."""
+    from comfy.cli_args import args
+
+    flags = {"fp16_text_enc": torch.float16, "bf16_text_enc": torch.bfloat16, "fp32_text_enc": torch.float32}
+    return next((dtype for flag, dtype in flags.items() if getattr(args, flag, False)), None)
+
+
+def auto_dtype(role: str) -> torch.dtype:
+    """ComfyUI's dtype choice for a model of `role` on its device, flags included (--force-fp32, --bf16-unet,
+    --fp16-vae, ...): the prior and UNet as a diffusion model, MoVQ as a VAE (fp32 unless a VAE flag says
+    otherwise). A choice the core cannot run (fp8, fp64) falls back to fp32."""
+    device = devices(role)[0]
+    if role == "movq":
+        dtype = mm.vae_dtype(device)
+    elif role == "text_encoder":  # Kandinsky 3's T5: ComfyUI's text encoder flags, else the core's choice
+        dtype = _text_encoder_flag_dtype() or fp8.resolve_weights("auto", device, role)[0]
+    else:
+        dtype = mm.unet_dtype(device, supported_dtypes=list(_OUR_DTYPES))
+    if dtype not in _OUR_DTYPES:
+        logger.warning("ComfyUI chose %s for the Kandinsky %s; it runs in float32 instead.", dtype, role)
+        return torch.float32
+    return dtype
 
 
 def patchers(owner: object, modules: Iterable[nn.Module], role: str) -> list:
@@ -65,24 +109,23 @@ def patchers(owner: object, modules: Iterable[nn.Module], role: str) -> list:
     for module in modules:
         patcher = table.get(id(module))
         if patcher is None or patcher.model.inner is not module:
-            patcher = comfy.model_patcher.ModelPatcher(Resident(module), load_device=load, offload_device=offload)
+            patcher = comfy.model_patcher.ModelPatcher(resident(module), load_device=load, offload_device=offload)
             table[id(module)] = patcher
         found.append(patcher)
     return found
 
 
 def unload(loaded: Iterable) -> int:
-    """Unload these ModelPatchers' models to their offload device now, as `mm.free_memory` unloads the ones
-    it picks, and drop them from ComfyUI's list of loaded models; returns how many it unloaded."""
-    wanted = {id(p) for p in loaded}
+    """Unload these ModelPatchers' models to their offload device now; returns how many it unloaded.
+
+    Only public model management: `free_memory` with everything else kept loaded (it compares its entries
+    with `LoadedModel`s by patcher), per load device; it unloads them whole, as when it makes room."""
+    wanted = {id(p): p for p in loaded}
+    loaded_now = [p for p in mm.loaded_models() if p is not None]
+    keep = [mm.LoadedModel(p) for p in loaded_now if id(p) not in wanted]
     count = 0
-    for i in range(len(mm.current_loaded_models) - 1, -1, -1):
-        entry = mm.current_loaded_models[i]
-        if id(entry.model) in wanted and entry.model_unload():
-            mm.current_loaded_models.pop(i)
-            count += 1
-    if count:
-        mm.soft_empty_cache()
+    for device in {p.load_device for p in loaded_now if id(p) in wanted}:
+        count += len(mm.free_memory(1e30, device, keep_loaded=keep))
     return count
 
 
@@ -147,8 +190,8 @@ class ComfyRuntime:
     def progress(self, step: int, total: int) -> None:
         if self._bar is None or step <= 1 or self._bar.total != total:
             self._bar = comfy.utils.ProgressBar(total)
-        self._bar.update_absolute(step, total)  # the server's hook raises on Cancel
-        mm.throw_exception_if_processing_interrupted()
+        self._bar.update_absolute(step, total)  # the server's hook raises on Cancel when it is called ...
+        mm.throw_exception_if_processing_interrupted()  # ... which since 0.33 is at most every 100 ms: check here
 
 
 def release(owner: object) -> None:

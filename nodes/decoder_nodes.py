@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..kandinsky_core.stages import decoder as decoder_stage
-from . import runtime
+from . import queue_checks, runtime
 from .common import CATEGORY, EMBEDS, HINT, UNET, generator, guidance_input, seed_input, steps_input
 from .latents import latent_samples, sampler_output
 
@@ -61,6 +61,11 @@ class KandinskyUNetSampler:
                                            "ControlNet UNet (kandinsky-2-2-controlnet-depth)."}),
             },
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, steps=None, denoise=None):
+        """Refuse settings that can never run when the prompt is queued (see nodes/queue_checks.py)."""
+        return queue_checks.decoder_settings(steps, denoise)
 
     def sample(self, unet, embeds, latent, seed: int, steps: int, guidance_scale: float, sampler: str,
                denoise: float, hint=None):

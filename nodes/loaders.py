@@ -4,14 +4,15 @@ from __future__ import annotations
 from ..kandinsky_core import fp8
 from ..kandinsky_core.loading import originals
 from ..kandinsky_core.loading.components import load_decoder, load_prior, load_text_encoder
-from ..kandinsky_core.runtime import DTYPE_CHOICES, resolve_dtype
+from ..kandinsky_core.runtime import DTYPE_CHOICES
 from . import paths, runtime
 from .cache import ModelSlot
 from .common import CATEGORY, MOVQ, PRIOR, TEXT_ENCODER, UNET
 
 DTYPE_TOOLTIP = (
-    "Weight dtype. auto: fp16 on CUDA (MoVQ stays fp32, it is precision-sensitive), fp32 elsewhere. fp16/bf16 "
-    "apply to every component, MoVQ included."
+    "Weight dtype. auto: inside ComfyUI its choice for a diffusion model (prior, UNet) and a VAE (MoVQ), so "
+    "--force-fp32, --bf16-unet, --fp16-vae, ... count; elsewhere fp16 on CUDA (MoVQ stays fp32, it is "
+    "precision-sensitive), fp32 otherwise. fp16/bf16 apply to every component, MoVQ included."
 )
 FP8_DTYPE_CHOICES = [*DTYPE_CHOICES, fp8.CHOICE]
 DECODER_DTYPE_TOOLTIP = DTYPE_TOOLTIP + (
@@ -75,7 +76,7 @@ class KandinskyPriorLoader:
 
     def load(self, prior_name: str, dtype: str, memory_mode: str = "auto"):
         folder = paths.resolve_model(prior_name, "prior")
-        torch_dtype = resolve_dtype(dtype, runtime.load_device("prior"), "prior")
+        torch_dtype = runtime.model_dtype(dtype, "prior")
         runtime.check_memory_mode(memory_mode)
         # the mode is in the key: bundles of different modes never share modules (each is managed one way)
         key = ("prior", str(folder.resolve()), torch_dtype, memory_mode)
@@ -114,8 +115,8 @@ class KandinskyDecoderLoader:
     def load(self, decoder_name: str, dtype: str, memory_mode: str = "auto"):
         original = paths.resolve_original_unet(decoder_name)  # (folder, kind) of an original release UNet
         folder = original[0] if original else paths.resolve_model(decoder_name, "decoder")
-        unet_dtype, unet_fp8 = fp8.resolve_weights(dtype, runtime.load_device("unet"), "unet")
-        movq_dtype = resolve_dtype("auto" if unet_fp8 else dtype, runtime.load_device("movq"), "movq")
+        unet_dtype, unet_fp8 = runtime.weight_dtype(dtype, "unet")
+        movq_dtype = runtime.model_dtype("auto" if unet_fp8 else dtype, "movq")
         runtime.check_memory_mode(memory_mode)
         source = str(folder.resolve()) + (f" / {original[1]}" if original else "")  # one UNet of a release
         key = ("decoder", source, unet_dtype, unet_fp8, movq_dtype, memory_mode)
@@ -162,7 +163,7 @@ class KandinskyTextEncoderLoader:
     def load(self, text_encoder_name: str, dtype: str, memory_mode: str = "auto"):
         original = paths.resolve_original(text_encoder_name, (originals.TEXT_ENCODER_DIR,))  # weights/flan_ul2_encoder
         folder = original[0] if original else paths.resolve_model(text_encoder_name, "text_encoder")
-        torch_dtype, use_fp8 = fp8.resolve_weights(dtype, runtime.load_device("text_encoder"), "text_encoder")
+        torch_dtype, use_fp8 = runtime.weight_dtype(dtype, "text_encoder")
         runtime.check_memory_mode(memory_mode)
         key = ("text_encoder", str(folder.resolve()), torch_dtype, use_fp8, memory_mode)
 

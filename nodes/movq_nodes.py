@@ -12,6 +12,15 @@ from .common import CATEGORY, MOVQ
 from .latents import latent_samples
 
 
+def tile_size_input() -> tuple:
+    return ("INT", {
+        "default": 0, "min": 0, "max": 8192, "step": 64,
+        "tooltip": "0: the whole image at once, in tiles only if the device runs out of memory (as ComfyUI's VAE "
+                   "nodes). Otherwise the side in pixels of overlapping tiles to run MoVQ in (less memory, "
+                   "results close to the whole image's); at least 4x the MoVQ factor (32 px).",
+    })
+
+
 def _noise_mask(mask: torch.Tensor, image_size: tuple[int, int], encoded_size: tuple[int, int]) -> torch.Tensor:
     """MASK of any size -> (B, 1, H, W) at the encoded image's size (resized, then cropped like the image)."""
     m = as_mask_batch(mask.to("cpu"))
@@ -46,13 +55,14 @@ class KandinskyMoVQEncode:
                     "tooltip": "Inpainting mask, 1 (white) = repaint, 0 = keep (ComfyUI's convention; use "
                                "KandinskyMaskInvert for black = repaint masks). Resized to the image.",
                 }),
+                "tile_size": tile_size_input(),
             },
         }
 
-    def encode(self, movq, image, mask=None):
+    def encode(self, movq, image, mask=None, tile_size: int = 0):
         if mask is not None:
             check_pixels(mask, "mask")  # before the (slow) image encode
-        latents = movq_stage.encode(movq, image, runtime=runtime.runtime_for(movq, "movq"))
+        latents = movq_stage.encode(movq, image, runtime=runtime.runtime_for(movq, "movq"), tile_size=tile_size)
         out = {"samples": latents.to(runtime.output_device())}
         if mask is not None:
             f = movq.scale_factor
@@ -60,7 +70,8 @@ class KandinskyMoVQEncode:
             noise_mask = _noise_mask(mask, (image.shape[1], image.shape[2]), encoded)
             out["noise_mask"] = noise_mask.to(runtime.output_device())
             if movq.version == "3":  # the 3.1 inpainting UNet also reads the image with the repaint area blanked
-                masked = movq_stage.encode(movq, blank_repaint_area(image, mask), runtime=runtime.runtime_for(movq, "movq"))
+                masked = movq_stage.encode(movq, blank_repaint_area(image, mask), runtime=runtime.runtime_for(movq, "movq"),
+                                          tile_size=tile_size)
                 out["masked_samples"] = masked.to(runtime.output_device())
         return (out,)
 
@@ -78,8 +89,11 @@ class KandinskyMoVQDecode:
         return {"required": {
             "movq": (MOVQ, {"tooltip": "The MoVQ from the same KandinskyDecoderLoader as the UNet."}),
             "latent": ("LATENT", {"tooltip": "Latents from KandinskyUNetSampler (or KandinskyMoVQEncode)."}),
+        }, "optional": {
+            "tile_size": tile_size_input(),
         }}
 
-    def decode(self, movq, latent):
-        image = movq_stage.decode(movq, latent_samples(latent), runtime=runtime.runtime_for(movq, "movq"))
+    def decode(self, movq, latent, tile_size: int = 0):
+        image = movq_stage.decode(movq, latent_samples(latent), runtime=runtime.runtime_for(movq, "movq"),
+                                  tile_size=tile_size)
         return (image.to(runtime.output_device()),)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..kandinsky_core.stages import prior as prior_stage
-from . import runtime
+from . import queue_checks, runtime
 from .common import (CATEGORY, EMBEDS, NEGATIVE_PROMPT_TOOLTIP, PRIOR, generator, guidance_input,
                      negative_or_none, prompt_input, seed_input, steps_input)
 
@@ -94,6 +94,11 @@ class KandinskyPriorEmb2Emb:
             "steps": steps_input(25, 2, PRIOR_STEPS_TOOLTIP),
             "guidance_scale": guidance_input(4.0, PRIOR_GUIDANCE_TOOLTIP),
         }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, steps=None, strength=None):
+        """Refuse settings that can never run when the prompt is queued (see nodes/queue_checks.py)."""
+        return queue_checks.emb2emb_settings(steps, strength)
 
     def encode(self, prior, image, prompt: str, negative_prompt: str, strength: float, seed: int, steps: int,
                guidance_scale: float):

@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from ..kandinsky_core import fp8
 from ..kandinsky_core.memory import MEMORY_MODES
 from ..kandinsky_core.runtime import Interrupted, LocalRuntime, Runtime, default_device
 from .paths import in_comfyui
@@ -60,6 +61,24 @@ def load_device(role: str) -> torch.device:
 
         return comfy_runtime.devices(role)[0]
     return _local_device()
+
+
+def model_dtype(name: str, role: str) -> torch.dtype:
+    """A loader's dtype choice for a model of `role`: `auto` inside ComfyUI is ComfyUI's choice (its dtype
+    flags count), elsewhere the core's per-device default."""
+    if name == "auto" and in_comfyui():
+        from . import comfy_runtime
+
+        return comfy_runtime.auto_dtype(role)
+    return fp8.resolve_weights(name, load_device(role), role)[0]
+
+
+def weight_dtype(name: str, role: str) -> tuple[torch.dtype, bool]:
+    """A loader's dtype choice -> (compute dtype, weights stored in fp8): `fp8_e4m3fn` (Kandinsky 3's T5 and
+    UNet) as kandinsky_core.fp8 says, everything else as `model_dtype`."""
+    if name == fp8.CHOICE:
+        return fp8.resolve_weights(name, load_device(role), role)
+    return model_dtype(name, role), False
 
 
 def check_memory_mode(mode: str) -> str:

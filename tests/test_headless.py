@@ -301,7 +301,7 @@ class TestRealHost:
         assert done.returncode == 1
         assert "ComfyUI rejected the workflow" in done.stderr
         assert "(KandinskyUNetSampler, 'Decoder: sample latent')" in done.stderr
-        assert "Value 0 smaller than min of 1" in done.stderr
+        assert "steps must be an integer from 1 to" in done.stderr  # the sampler's VALIDATE_INPUTS
 
     def test_runtime_error_exits_1_with_the_nodes_error(self, comfy_server, tmp_path):
         image = tmp_path / "input.png"

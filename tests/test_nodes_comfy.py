@@ -75,6 +75,9 @@ class FakeComfy:
                 self.model.detach(unpatch_weights)
                 return True
 
+            def __eq__(self, other):  # as ComfyUI's: the same patcher
+                return self.model is other.model
+
         def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
                             force_full_load=False):
             self.loads.append((list(models), force_full_load))
@@ -84,8 +87,16 @@ class FakeComfy:
                     mm.current_loaded_models.insert(0, LoadedModel(patcher))
 
         def free_memory(memory_required, device, keep_loaded=[]):
+            """As ComfyUI's when the device has no room left: unloads every model on it but `keep_loaded`."""
             self.frees.append((memory_required, device))
-            return []
+            unloaded = []
+            for i in range(len(mm.current_loaded_models) - 1, -1, -1):
+                entry = mm.current_loaded_models[i]
+                if entry.device == device and entry not in keep_loaded and entry.model_unload():
+                    unloaded.append(mm.current_loaded_models.pop(i))
+            if unloaded:
+                soft_empty_cache()
+            return unloaded
 
         def soft_empty_cache(force=False):
             self.empty_caches += 1
@@ -95,6 +106,17 @@ class FakeComfy:
         mm.throw_exception_if_processing_interrupted = throw_exception_if_processing_interrupted
         mm.load_models_gpu, mm.free_memory, mm.soft_empty_cache = load_models_gpu, free_memory, soft_empty_cache
         mm.current_loaded_models = []
+        self.flags = {}  # ComfyUI's dtype flags: {"unet": dtype, "vae": dtype}
+
+        def unet_dtype(device=None, model_params=0, supported_dtypes=(), weight_dtype=None):
+            return self.flags.get("unet", torch.float32)
+
+        def vae_dtype(device=None, allowed_dtypes=()):
+            return self.flags.get("vae", torch.float32)
+
+        mm.unet_dtype, mm.vae_dtype = unet_dtype, vae_dtype
+        mm.LoadedModel = LoadedModel
+        mm.loaded_models = lambda only_currently_used=False: [e.model for e in mm.current_loaded_models]
         mm.minimum_inference_memory = lambda: 1024**3 * 0.8 + 400 * 1024**2
 
         fake = self
@@ -176,6 +198,18 @@ def test_import_registers_the_model_folder(comfy):
     assert unet.variant.task == "text2img" and unet.dtype == torch.float32  # auto on a CPU torch device
 
 
+def test_auto_dtype_follows_comfyui_flags(pack, comfy):
+    nodes = pack.NODE_CLASS_MAPPINGS
+    comfy.flags.update(unet=torch.bfloat16, vae=torch.float16)  # e.g. --bf16-unet --fp16-vae
+    prior = call(nodes["KandinskyPriorLoader"](), prior_name=PRIOR, dtype="auto")[0]
+    unet, movq = call(nodes["KandinskyDecoderLoader"](), decoder_name=DECODER, dtype="auto")
+    assert (prior.dtype, unet.dtype, movq.dtype) == (torch.bfloat16, torch.bfloat16, torch.float16)
+    comfy.flags.update(unet=torch.float8_e4m3fn, vae=torch.float32)  # --fp8_e4m3fn-unet: not for our layers
+    unet, movq = call(nodes["KandinskyDecoderLoader"](), decoder_name=DECODER, dtype="auto")
+    assert (unet.dtype, movq.dtype) == (torch.float32, torch.float32)
+    assert call(nodes["KandinskyDecoderLoader"](), decoder_name=DECODER, dtype="fp16")[0].dtype == torch.float16
+
+
 def test_model_management_progress_and_cancel(pack, comfy):
     nodes = pack.NODE_CLASS_MAPPINGS
     core_prior = importlib.import_module("kandinsky_pack.kandinsky_core.stages.prior")
@@ -207,13 +241,14 @@ def test_model_management_progress_and_cancel(pack, comfy):
     assert all(full for _, full in comfy.loads)
     assert all(not hasattr(m, "model_lowvram") and "device" not in vars(m) for m in managed)  # core modules untouched
     assert comfy.device_calls["vae"] > 0  # the MoVQ follows ComfyUI's VAE placement
-    assert [(b.total, b.values) for b in comfy.bars] == [(3, [1, 2, 3]), (4, [1, 2, 3, 4])]
+    # prior and sampler per step, MoVQ decode per block (its 2 levels and the mid block)
+    assert [(b.total, b.values) for b in comfy.bars] == [(3, [1, 2, 3]), (4, [1, 2, 3, 4]), (3, [1, 2, 3])]
 
     # Cancel during step 2 stops the sampler; the next run works and is unchanged
     comfy.cancel_at = 2
     with pytest.raises(Interrupt):
         run()
-    assert comfy.bars[-1].values == [1, 2]
+    assert comfy.bars[-1].total == 4 and comfy.bars[-1].values == [1, 2]
     comfy.cancel_at = None
     again = run()
     assert torch.equal(again[2], image)
@@ -262,7 +297,9 @@ def test_memory_modes_inside_comfyui(pack, comfy):
                           streamed=[memory.is_streamed(m) for m in (prior.prior, unet.unet, movq.movq)],
                           residents=[lowvram.on_device(m) for m in (prior.prior, unet.unet, movq.movq)])
         if mode == "model_offload":  # prior + text tower when the image tower loads, the rest as their node returns
-            assert [names[id(m)] for m in unloaded] == ["prior", "text", "image", "unet", "movq"]
+            unloaded = [names[id(m)] for m in unloaded]
+            assert sorted(unloaded[:2]) == ["prior", "text"] and unloaded[2:] == ["image", "unet", "movq"]
+            assert all(entry.model not in comfy.unloads for entry in mm.current_loaded_models)
         del loaders, prior, unet, movq, embeds, latent
         gc.collect()
 
@@ -273,7 +310,8 @@ def test_memory_modes_inside_comfyui(pack, comfy):
     offload = seen["model_offload"]
     assert offload["after"] == [[], [], []]  # each node's models left the GPU when the node returned
     assert offload["loads"] == 4 and offload["new_patchers"] == 5 and comfy.empty_caches >= 4
-    assert offload["frees"] == [] and offload["streamed"] == [False] * 3
+    assert offload["streamed"] == [False] * 3
+    assert len(offload["frees"]) == 4 and all(need >= 1e30 for need, _ in offload["frees"])  # only to unload ours
 
     low = seen["lowvram"]
     assert low["after"] == [[], [], []] and low["loads"] == 0 and low["new_patchers"] == 0  # ComfyUI never loads them
@@ -305,11 +343,19 @@ COMFY_SCRIPT = textwrap.dedent('''
     steps = []
     cancel = {"at": None}
     def hook(value, total, preview, prompt_id=None, node_id=None):  # what the server installs
-        steps.append(value)
-        if value == cancel["at"]:
+        steps.append((value, total))
+        if (value, total) == cancel["at"]:  # Cancel pressed; the pack's own check must stop the run
             mm.interrupt_current_processing(True)
+            return
         mm.throw_exception_if_processing_interrupted()
     comfy.utils.set_progress_bar_global_hook(hook)
+    def bars(seen):  # the hook's calls split per progress bar. 0.3.64 calls it every step; 0.33 the first step,
+        runs = []      # the last and at most one other per 100 ms, so a Cancel cannot rely on the hook
+        for value, total in seen:
+            if not runs or value <= runs[-1][-1][0] or total != runs[-1][-1][1]:
+                runs.append([])
+            runs[-1].append((value, total))
+        return runs
     def run():
         e = call(N["KandinskyPriorEncode"], prior=prior, prompt="a cat", negative_prompt="", seed=1, steps=3,
                  guidance_scale=4.0, batch_size=1)[0]
@@ -317,15 +363,20 @@ COMFY_SCRIPT = textwrap.dedent('''
                  steps=4, guidance_scale=4.0, sampler="ddpm", denoise=1.0)[0]
         return call(N["KandinskyMoVQDecode"], movq=movq, latent=l)[0]
     first = run()
-    assert steps == [1, 2, 3, 1, 2, 3, 4], steps
+    prior_bar, sampler_bar, movq_bar = bars(steps)
+    assert movq_bar[-1] == (3, 3), steps  # MoVQ decode reports its blocks
+    assert prior_bar[0] == (1, 3) and prior_bar[-1] == (3, 3) and sampler_bar[0] == (1, 4), steps
+    assert sampler_bar[-1] == (4, 4) and all(t == 4 for _, t in sampler_bar), steps
     loaded = [m.model.model.inner for m in mm.current_loaded_models]
     assert all(any(x is m for x in loaded) for m in prior.modules() + unet.modules() + movq.modules()), loaded
-    cancel["at"] = 2
+    cancel["at"] = (1, 4)  # during the sampler's first step: always sent to the hook, which does not raise
+    del steps[:]
     try:
         run()
         raise SystemExit("Cancel did not stop the run")
     except mm.InterruptProcessingException:
         pass
+    assert steps[-1] == (1, 4), steps  # stopped after that step
     cancel["at"] = None
     assert torch.equal(run(), first)
     old = unet.unet
@@ -344,7 +395,7 @@ COMFY_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def test_inside_real_comfyui():
+def run_in_real_comfyui(script):
     comfy_path = os.environ.get("COMFYUI_PATH")
     if not comfy_path or not os.path.isfile(os.path.join(comfy_path, "comfy", "model_management.py")):
         pytest.skip("set COMFYUI_PATH to a ComfyUI checkout (with its requirements installed) to run this test")
@@ -352,6 +403,22 @@ def test_inside_real_comfyui():
            "PYTHONPATH": os.pathsep.join([comfy_path, os.environ.get("PYTHONPATH", "")])}
     venv_python = os.path.join(comfy_path, ".venv", "bin", "python")  # as tests/test_comfyui_host.py picks it
     python = os.environ.get("COMFYUI_PYTHON") or (venv_python if os.path.exists(venv_python) else sys.executable)
-    result = subprocess.run([python, "-c", COMFY_SCRIPT], cwd=comfy_path, env=env, capture_output=True,
+    result = subprocess.run([python, "-c", script], cwd=comfy_path, env=env, capture_output=True,
                             text=True, timeout=600)
     assert "COMFY_OK" in result.stdout, result.stdout[-3000:] + result.stderr[-5000:]
+
+
+def test_inside_real_comfyui():
+    run_in_real_comfyui(COMFY_SCRIPT)
+
+
+def test_auto_dtype_follows_real_comfyui_flags():
+    head, tail = COMFY_SCRIPT.split("N = pack.NODE_CLASS_MAPPINGS")
+    script = head.replace('"--cpu"]', '"--cpu", "--bf16-unet", "--fp16-vae"]') + textwrap.dedent('''
+        N = pack.NODE_CLASS_MAPPINGS
+        loader = N["KandinskyDecoderLoader"]()
+        unet, movq = getattr(loader, loader.FUNCTION)(decoder_name=os.environ["DECODER"], dtype="auto")
+        assert (unet.dtype, movq.dtype) == (torch.bfloat16, torch.float16), (unet.dtype, movq.dtype)
+        print("COMFY_OK")
+    ''')
+    run_in_real_comfyui(script)

@@ -76,13 +76,6 @@ def _interpolate(**kw):
     return run
 
 
-def _masked_latent(key):
-    def run(nodes, models, core):
-        latent = call(nodes["KandinskyMoVQEncode"], movq=models[key][1], image=rand_image(16, 16, 3),
-                      mask=block_mask(16, 16))[0]
-        return sample(nodes, models[key][0], fixed_embeds(core), latent)
-    return run
-
 
 def _hint_into(key):
     def run(nodes, models, core):
@@ -100,7 +93,6 @@ CASES = [
     ("hint into a non-depth UNet", _hint_into("decoder"), ValueError, "not a depth ControlNet"),
     ("depth UNet without hint", _sampler("depth"), ValueError, "KandinskyDepthHint"),
     ("inpaint UNet without mask", _sampler("inpaint"), ValueError, "inpainting model"),
-    ("mask into a non-inpaint UNet", _masked_latent("decoder"), ValueError, "not an inpainting model"),
     ("embeds from Kandinsky 2.1", _embeds("decoder", width=768, version="2.1"), ValueError, "Kandinsky 2.1 prior"),
     ("embeds of another width", _embeds("decoder", width=64), ValueError, "expects width 32"),
     ("embeds batch vs latent batch", _embeds("decoder", batch=3), ValueError, "embeds hold 3 samples"),

@@ -47,8 +47,10 @@ function removePair(node, i) {
   }
   const widget = weightWidget(node, i);
   if (widget) {
-    saved.widget = widget;
-    node.widgets.splice(node.widgets.indexOf(widget), 1); // kept whole (value included) for re-adding
+    saved.widget = widget; // kept whole for re-adding; its value too (the frontend's value store may drop it)
+    saved.value = widget.value;
+    if (node.removeWidget) node.removeWidget(widget);
+    else node.widgets.splice(node.widgets.indexOf(widget), 1);
   }
   stash.set(i, saved);
 }
@@ -60,7 +62,12 @@ function addPair(node, i) {
   for (const name of [`embeds_${i}`, `weight_${i}`]) {
     if (saved[name] && inputIndex(node, name) === -1) node.addInput(name, saved[name].type, saved[name].extra);
   }
-  if (saved.widget && !weightWidget(node, i)) node.widgets.push(saved.widget);
+  if (saved.widget && !weightWidget(node, i)) {
+    // addCustomWidget binds the widget to the node's entry in the frontend's widget value store, which the
+    // Nodes 2.0 (Vue) renderer draws from; a plain push would leave the screen showing a stale value.
+    const widget = node.addCustomWidget ? node.addCustomWidget(saved.widget) : (node.widgets.push(saved.widget), saved.widget);
+    if (widget.value !== saved.value) widget.value = saved.value;
+  }
   return true;
 }
 
@@ -78,6 +85,7 @@ function syncPairs(node) {
   for (const i of remove) removePair(node, i);
   for (const i of add) if (!addPair(node, i)) break;
   if (add.length || remove.length) fitSize(node);
+  labelShares(node);
 }
 
 /** Shows each connected weight's share of the mix in its label, e.g. "weight_2 (25%)". */
@@ -105,6 +113,15 @@ app.registerExtension({
     const onNodeCreated = proto.onNodeCreated;
     proto.onNodeCreated = function () {
       const result = onNodeCreated?.apply(this, arguments);
+      for (const widget of this.widgets ?? []) {
+        if (!widget.name?.startsWith("weight_")) continue;
+        const callback = widget.callback;
+        widget.callback = (...args) => {
+          const out = callback?.apply(widget, args);
+          labelShares(this); // the Nodes 2.0 (Vue) renderer never calls onDrawForeground
+          return out;
+        };
+      }
       for (let i = shownPairs(this); i > MIN_PAIRS && !pairUsed(this, i); i--) removePair(this, i);
       syncPairs(this);
       fitSize(this);
@@ -147,7 +164,7 @@ app.registerExtension({
 
     const onDrawForeground = proto.onDrawForeground;
     proto.onDrawForeground = function () {
-      labelShares(this);
+      labelShares(this); // the classic canvas: every frame, so typed values relabel at once
       return onDrawForeground?.apply(this, arguments);
     };
   },

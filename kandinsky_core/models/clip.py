@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import PIL.Image
 import torch
-from transformers import CLIPImageProcessor, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
+
+if TYPE_CHECKING:  # transformers is imported when a model loads, not with the pack (it costs seconds)
+    from transformers import CLIPImageProcessor, CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ def load_clip_text_encoder(
     folder: str | os.PathLike, dtype: torch.dtype, device: torch.device | str
 ) -> CLIPTextModelWithProjection:
     """Load a CLIPTextModelWithProjection from a local transformers folder, in eval mode."""
+    from transformers import CLIPTextModelWithProjection
+
     return _load_model(CLIPTextModelWithProjection, folder, dtype, device, "text_encoder")
 
 
@@ -42,11 +47,15 @@ def load_clip_image_encoder(
     folder: str | os.PathLike, dtype: torch.dtype, device: torch.device | str
 ) -> CLIPVisionModelWithProjection:
     """Load a CLIPVisionModelWithProjection from a local transformers folder, in eval mode."""
+    from transformers import CLIPVisionModelWithProjection
+
     return _load_model(CLIPVisionModelWithProjection, folder, dtype, device, "image_encoder")
 
 
 def load_clip_tokenizer(folder: str | os.PathLike) -> CLIPTokenizer:
     """Load the CLIP BPE tokenizer (vocab.json + merges.txt, or tokenizer.json) from a local folder."""
+    from transformers import CLIPTokenizer
+
     from ..loading.transformers_models import check_tokenizer_folder, load_tokenizer
 
     path = check_tokenizer_folder(folder, (("vocab.json", "merges.txt"), ("tokenizer.json",)), "CLIP tokenizer")
@@ -55,6 +64,8 @@ def load_clip_tokenizer(folder: str | os.PathLike) -> CLIPTokenizer:
 
 def load_clip_image_processor(folder: str | os.PathLike) -> CLIPImageProcessor:
     """Load the CLIPImageProcessor (preprocessor_config.json) from a local folder."""
+    from transformers import CLIPImageProcessor
+
     return CLIPImageProcessor.from_pretrained(folder, local_files_only=True)
 
 

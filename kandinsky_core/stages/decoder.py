@@ -17,6 +17,7 @@ from ..schedulers import make_scheduler, timesteps_for_strength
 from ..schedulers.noise import randn
 from . import conditioning
 from .hints import hint_for_latent
+from .masked_img2img import masked_img2img
 from .masks import latent_keep_mask
 from .scheduling import scheduler_config_for
 from .sizes import crop_to, pad_to, padded_size
@@ -69,11 +70,6 @@ def _check_inputs(unet: DecoderUNet, embeds: Embeds, hint: Hint | None, mask: to
         raise ValueError(
             f"The UNet '{unet.name}' is an inpainting model: give it a latent with a mask "
             "(KandinskyMoVQEncode with its mask input)."
-        )
-    if variant.task != "inpaint" and mask is not None:
-        raise ValueError(
-            f"The latent carries an inpainting mask but the UNet '{unet.name}' is not an inpainting model: load "
-            "an inpaint decoder (e.g. kandinsky-2-2-decoder-inpaint), or encode the image without a mask."
         )
 
 
@@ -129,6 +125,9 @@ def sample(unet: DecoderUNet, embeds: Embeds, latents: torch.Tensor, *, generato
         noise = randn((batch, 4, *padded), generator, device, dtype)
         init = pad_to(latents.to(device=device, dtype=dtype), padded)
         inpaint = _inpaint_inputs(init, mask.to(device), padded, cfg) if mask is not None else None
+        masked = None
+        if mask is not None and unet.variant.task != "inpaint":  # as ComfyUI's samplers treat noise_mask
+            inpaint, masked = None, masked_img2img(init, noise, mask.to(device), (h, w), padded)
         if denoise < 1.0:
             timesteps = timesteps_for_strength(timesteps, steps, denoise)
             x = conditioning.noise_init_latents(unet, scheduler, init, noise, timesteps, denoise)
@@ -140,17 +139,21 @@ def sample(unet: DecoderUNet, embeds: Embeds, latents: torch.Tensor, *, generato
             hint_in = hint_for_latent(hint, (h * f, w * f), (padded[0] * f, padded[1] * f)).to(device, dtype)
             hint_in = hint_in[torch.arange(batch) % hint_in.shape[0]]
             hint_in = torch.cat([hint_in, hint_in]) if cfg else hint_in
-        x = _loop(unet, scheduler, x, noise, timesteps, cond, guidance_scale, inpaint, hint_in, generator, runtime)
+        x = _loop(unet, scheduler, x, noise, timesteps, cond, guidance_scale, inpaint, hint_in, generator, runtime,
+                  masked)
     return crop_to(x, (h, w)).float().cpu()
 
 
-def _loop(unet, scheduler, x, noise, timesteps, cond, guidance_scale, inpaint, hint, generator, runtime):
+def _loop(unet, scheduler, x, noise, timesteps, cond, guidance_scale, inpaint, hint, generator, runtime,
+          masked=None):
     cfg = guidance_scale > 1.0
     learned_variance = scheduler.learned_variance
     reblend = inpaint is not None and unet.version == "2.2"
     steps = [int(t) for t in timesteps]
     steps_on_device = torch.tensor(steps, device=x.device)  # one copy up front: no host sync per step
     for i, t in enumerate(steps):
+        if masked is not None:
+            x = masked.before_step(scheduler, x, steps_on_device[i : i + 1])
         model_in = torch.cat([x, x]) if cfg else x
         if inpaint is not None:
             model_in = torch.cat([model_in, inpaint.extra], dim=1)
@@ -171,4 +174,4 @@ def _loop(unet, scheduler, x, noise, timesteps, cond, guidance_scale, inpaint, h
         runtime.progress(i + 1, len(steps))
     if reblend:
         x = inpaint.keep * inpaint.image_latents + (1 - inpaint.keep) * x
-    return x
+    return masked.finish(x) if masked is not None else x
