@@ -89,11 +89,11 @@ class KandinskyDenoiser:
         return float(timestep_for(sigma, self.sigma_table).round())
 
     def eps(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Guided ε̂ at (x, σ) in fp32."""
+        """Guided ε̂ at (x, σ), in x's dtype."""
         x_in = (x / (sigma**2 + 1) ** 0.5).to(self.unet.dtype)
         if self.cfg:
             x_in = torch.cat([x_in, x_in])  # [uncond, cond] rows
-        eps = unet_eps(self.unet, x_in, self.timestep(sigma), self.cond, self.extra, self.hint).float()
+        eps = unet_eps(self.unet, x_in, self.timestep(sigma), self.cond, self.extra, self.hint).to(x.dtype)
         if self.cfg:
             uncond, cond = eps.chunk(2)
             eps = self.guided(uncond, cond, self.guidance_scale)
