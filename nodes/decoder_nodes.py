@@ -46,8 +46,11 @@ class KandinskyUNetSampler:
                     "default": "ddpm",
                     "tooltip": "ddpm: the scheduler the 2.2 and 3 repos ship; ddim: deterministic DDIM with the "
                                "same training schedule. Both match the diffusers pipelines with that scheduler. "
-                               "k3_original: the original Kandinsky 3/3.1 release's sampler (its base and inpainting "
-                               "UNets); flash: the 4-step update of the 3.1 Flash UNet (steps and guidance ignored).",
+                               "euler, euler_ancestral, heun, dpmpp_2m (plain, _karras, _sde_karras): k-diffusion "
+                               "samplers over the repo's own sigmas, equal to diffusers' Euler / Euler a / Heun / "
+                               "DPM-Solver++ schedulers (heun: 2 UNet calls per step). k3_original: the original "
+                               "Kandinsky 3/3.1 release's sampler (its base and inpainting UNets); flash: the 4-step "
+                               "update of the 3.1 Flash UNet (steps and guidance ignored).",
                 }),
                 "denoise": ("FLOAT", {
                     "default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01,
