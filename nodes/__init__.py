@@ -1,6 +1,7 @@
 """The Kandinsky node classes (ComfyUI's classic node contract) and their registration tables."""
 from __future__ import annotations
 
+from .bridge_nodes import KandinskyConditioning, KandinskyMoVQToVAE, KandinskyUNetToModel
 from .decoder_nodes import KandinskyUNetSampler
 from .embeds_nodes import KandinskyInterpolate
 from .image_nodes import KandinskyDepthHint, KandinskyMaskInvert
@@ -21,6 +22,9 @@ NODE_CLASS_MAPPINGS = {
     "KandinskyMoVQEncode": KandinskyMoVQEncode,
     "KandinskyUNetSampler": KandinskyUNetSampler,
     "KandinskyMoVQDecode": KandinskyMoVQDecode,
+    "KandinskyUNetToModel": KandinskyUNetToModel,
+    "KandinskyConditioning": KandinskyConditioning,
+    "KandinskyMoVQToVAE": KandinskyMoVQToVAE,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -35,6 +39,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "KandinskyMoVQEncode": "Kandinsky MoVQ Encode",
     "KandinskyUNetSampler": "Kandinsky UNet Sampler",
     "KandinskyMoVQDecode": "Kandinsky MoVQ Decode",
+    "KandinskyUNetToModel": "Kandinsky UNet to MODEL",
+    "KandinskyConditioning": "Kandinsky Conditioning",
+    "KandinskyMoVQToVAE": "Kandinsky MoVQ to VAE",
 }
 
 if in_comfyui():  # the only import-time side effect: make models/kandinsky a ComfyUI model folder

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..kandinsky_core.loading.components import load_decoder, load_prior
 from ..kandinsky_core.runtime import DTYPE_CHOICES, resolve_dtype
-from . import paths, runtime
+from . import paths, previews, runtime
 from .cache import ModelSlot
 from .common import CATEGORY, MOVQ, PRIOR, UNET
 
@@ -104,4 +104,5 @@ class KandinskyDecoderLoader:
         key = ("decoder", str(folder.resolve()), unet_dtype, movq_dtype, memory_mode)
         unet, movq = self._slot.get(
             key, lambda: _with_mode(load_decoder(folder, unet_dtype, movq_dtype=movq_dtype), memory_mode))
+        previews.pair(unet, movq)  # the UNet's latent previews come from this MoVQ
         return (unet, movq)
