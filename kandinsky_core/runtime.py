@@ -35,6 +35,9 @@ class Runtime(Protocol):
     def progress(self, step: int, total: int) -> None:
         """Report a finished step; may raise to stop the run (the host's Cancel)."""
 
+    def preview(self, latents: torch.Tensor) -> None:
+        """The current x̂₀ estimate (B, 4, h, w MoVQ latents), called before each `progress`; hosts may show it."""
+
 
 class LocalRuntime:
     """Plain-torch host: one device, modules moved there on demand, optional progress callback.
@@ -67,6 +70,9 @@ class LocalRuntime:
     def interrupt(self) -> None:
         """Ask the running stage to stop after its current step (thread-safe)."""
         self._interrupt.set()
+
+    def preview(self, latents: torch.Tensor) -> None:
+        """No preview outside a host UI."""
 
     def progress(self, step: int, total: int) -> None:
         if self._interrupt.is_set():

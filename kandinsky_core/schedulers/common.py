@@ -130,6 +130,11 @@ class DiscreteScheduler:
             return (alpha_prod_t**0.5) * sample - (beta_prod_t**0.5) * model_output
         raise ValueError(f"prediction_type {kind!r} is not supported")
 
+    def predict_original(self, model_output: torch.Tensor, sample: torch.Tensor, timestep: int) -> torch.Tensor:
+        """x̂₀ at training timestep `timestep` (no clipping), e.g. for a host's preview."""
+        alpha_prod_t = self.alphas_cumprod[int(timestep)]
+        return self._predict_original(model_output, sample, alpha_prod_t, 1 - alpha_prod_t)
+
     def _limit_original(self, x0: torch.Tensor) -> torch.Tensor:
         """Dynamic thresholding, else clipping to ±clip_sample_range (thresholding wins, as in diffusers)."""
         cfg = self.config

@@ -15,7 +15,7 @@ from ..payloads import Embeds, Hint
 from ..runtime import Runtime
 from ..schedulers import make_scheduler, timesteps_for_strength
 from ..schedulers.noise import randn
-from . import conditioning
+from . import conditioning, ksampling
 from .hints import hint_for_latent
 from .masks import latent_keep_mask
 from .scheduling import scheduler_config_for
@@ -24,7 +24,7 @@ from .validation import check_guidance, check_runs_a_step, check_steps, check_st
 
 logger = logging.getLogger(__name__)
 
-SAMPLERS = ["ddpm", "ddim"]
+SAMPLERS = ["ddpm", "ddim", *ksampling.SAMPLERS]  # new names only ever appended (saved workflows store them)
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,9 @@ def sample(unet: DecoderUNet, embeds: Embeds, latents: torch.Tensor, *, generato
     if sampler not in SAMPLERS:
         raise ValueError(f"Unknown sampler '{sampler}'. Choose one of {SAMPLERS}.")
     _check_inputs(unet, embeds, hint, mask)
+    if sampler in ksampling.SAMPLERS:
+        return ksampling.sample(unet, embeds, latents, generator=generator, steps=steps, guidance_scale=guidance_scale,
+                                sampler=sampler, denoise=denoise, hint=hint, mask=mask, runtime=runtime)
     latents = _batch_latents(latents, embeds)
     batch, _, h, w = latents.shape
     padded = padded_size(h, w, unet.latent_multiple)
@@ -126,14 +129,18 @@ def sample(unet: DecoderUNet, embeds: Embeds, latents: torch.Tensor, *, generato
             x = conditioning.noise_init_latents(unet, scheduler, init, noise, timesteps, denoise)
         else:
             x = noise
-        hint_in = None
-        if hint is not None:
-            f = 8  # the hint encoder downsamples 8x
-            hint_in = hint_for_latent(hint, (h * f, w * f), (padded[0] * f, padded[1] * f)).to(device, dtype)
-            hint_in = hint_in[torch.arange(batch) % hint_in.shape[0]]
-            hint_in = torch.cat([hint_in, hint_in]) if cfg else hint_in
+        hint_in = hint_input(hint, (h, w), padded, batch, cfg, device, dtype) if hint is not None else None
         x = _loop(unet, scheduler, x, noise, timesteps, cond, guidance_scale, inpaint, hint_in, generator, runtime)
     return crop_to(x, (h, w)).float().cpu()
+
+
+def hint_input(hint: Hint, size: tuple[int, int], padded: tuple[int, int], batch: int, cfg: bool,
+               device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The UNet's hint input for a latent of `size` padded to `padded`: one row per sample, doubled with cfg."""
+    f = 8  # the hint encoder downsamples 8x
+    hint_in = hint_for_latent(hint, (size[0] * f, size[1] * f), (padded[0] * f, padded[1] * f)).to(device, dtype)
+    hint_in = hint_in[torch.arange(batch) % hint_in.shape[0]]
+    return torch.cat([hint_in, hint_in]) if cfg else hint_in
 
 
 def _loop(unet, scheduler, x, noise, timesteps, cond, guidance_scale, inpaint, hint, generator, runtime):
@@ -154,6 +161,7 @@ def _loop(unet, scheduler, x, noise, timesteps, cond, guidance_scale, inpaint, h
             out = torch.cat([eps_u + guidance_scale * (eps_c - eps_u), var.chunk(2)[1]], dim=1)
         if not learned_variance:
             out = out[:, : x.shape[1]]
+        x0 = scheduler.predict_original(out[:, : x.shape[1]], x, t)  # for the host's preview
         x = scheduler.step(out, t, x, generator=generator)
         if reblend:  # 2.2 re-imposes the known region (first batch element only, as diffusers)
             known = inpaint.image_latents[:1]
@@ -161,6 +169,7 @@ def _loop(unet, scheduler, x, noise, timesteps, cond, guidance_scale, inpaint, h
                 known = scheduler.add_noise(known, noise, steps_on_device[i + 1 : i + 2])
             keep = inpaint.keep[:1]
             x = keep * known + (1 - keep) * x
+        runtime.preview(x0)
         runtime.progress(i + 1, len(steps))
     if reblend:
         keep = inpaint.keep[:1]
