@@ -15,7 +15,7 @@ import torch
 from ..kandinsky_core.components import DecoderUNet
 from ..kandinsky_core.configs.scheduler import SchedulerConfig
 from ..kandinsky_core.payloads import Embeds, Hint
-from ..kandinsky_core.schedulers.betas import make_betas
+from ..kandinsky_core.schedulers.sigmas import sigmas_for
 
 VERSION, TEXTS, HINT = "kandinsky_version", "kandinsky_texts", "kandinsky_hint"
 
@@ -80,8 +80,7 @@ def training_config(unet: DecoderUNet) -> SchedulerConfig:
 
 def training_sigmas(unet: DecoderUNet) -> torch.Tensor:
     """sqrt((1 - abar) / abar) of the training schedule, float32 as diffusers and the core compute abar."""
-    abar = torch.cumprod(1.0 - make_betas(training_config(unet)), dim=0)
-    return ((1 - abar) / abar) ** 0.5
+    return sigmas_for(training_config(unet))
 
 
 def comfy_sampling_settings(config: SchedulerConfig) -> dict:

@@ -15,7 +15,6 @@ modules. Imported only inside ComfyUI (by the bridge nodes' functions).
 from __future__ import annotations
 
 import logging
-import math
 from contextlib import contextmanager
 
 import comfy.conds
@@ -33,6 +32,8 @@ from torch import nn
 from ..kandinsky_core.components import DecoderUNet, MoVQModel
 from ..kandinsky_core.preview import LatentRGB
 from ..kandinsky_core.stages import conditioning as core_conditioning
+from ..kandinsky_core.stages.conditioning import DecoderConditioning
+from ..kandinsky_core.stages.denoiser import unet_eps
 from ..kandinsky_core.stages.hints import hint_for_latent
 from ..kandinsky_core.stages.masks import latent_keep_mask
 from ..kandinsky_core.stages.sizes import crop_to, pad_to, padded_size
@@ -40,11 +41,13 @@ from . import bridge, previews
 
 logger = logging.getLogger(__name__)
 
+LATENT_CHANNELS = 4  # MoVQ latents
+
 class KandinskyLatentFormat(comfy.latent_formats.LatentFormat):
     """MoVQ latents: 4 channels, no scaling factor; preview factors fitted from the paired MoVQ."""
 
     scale_factor = 1.0
-    latent_channels = 4
+    latent_channels = LATENT_CHANNELS
 
     def __init__(self, rgb: LatentRGB | None = None, downscale: int = 8) -> None:
         self.spacial_downscale_ratio = downscale
@@ -85,8 +88,7 @@ class KandinskyEps(nn.Module):
         super().__init__()
         self.unet = unet.unet
         self.text_encoder = unet.text_encoder  # 2.1: encodes the prompts in extra_conds, moved with the UNet
-        self.latent_multiple = unet.latent_multiple
-        self.latent_channels = 4
+        self.bundle = unet
 
     @property
     def dtype(self) -> torch.dtype:
@@ -94,11 +96,13 @@ class KandinskyEps(nn.Module):
 
     def forward(self, x, timesteps, context=None, control=None, transformer_options={}, hint=None,
                 text_embeds=None, text_hidden_states=None, **kwargs):
+        """x (B, 4 [+ 5 inpaint channels], h, w) already scaled by 1/sqrt(sigma^2 + 1); context (B, 1, D)."""
         h, w = x.shape[-2:]
-        padded = padded_size(h, w, self.latent_multiple)
-        out = self.unet(pad_to(x, padded), timesteps, context[:, 0], hint=hint, text_embeds=text_embeds,
-                        text_hidden_states=text_hidden_states)
-        return crop_to(out[:, : self.latent_channels], (h, w))  # eps; the learned-variance half is dropped
+        x = pad_to(x, padded_size(h, w, self.bundle.latent_multiple))
+        cond = DecoderConditioning(context[:, 0], text_embeds, text_hidden_states)
+        extra = x[:, LATENT_CHANNELS:] if x.shape[1] > LATENT_CHANNELS else None
+        eps = unet_eps(self.bundle, x[:, :LATENT_CHANNELS], timesteps, cond, extra, hint)  # variance half dropped
+        return crop_to(eps, (h, w))
 
 
 class KandinskyModel(comfy.model_base.BaseModel):
@@ -195,7 +199,7 @@ class MoVQVAE(comfy.sd.VAE):
             super().__init__(sd={})  # no weights: only the attribute defaults are set
         self.first_stage_model = MoVQCoder(movq).eval()
         self.downscale_ratio = self.upscale_ratio = movq.scale_factor
-        self.latent_channels = 4
+        self.latent_channels = LATENT_CHANNELS
         self.working_dtypes = [movq.dtype]
         self.disable_offload = True  # whole-module loads: the MoVQ has plain torch layers, not ComfyUI's cast ones
         self.memory_used_decode = lambda shape, dtype: bridge.movq_decode_bytes(shape, movq.scale_factor, dtype)

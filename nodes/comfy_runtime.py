@@ -146,9 +146,6 @@ class ComfyRuntime:
         # plain torch layers are not; other models are still offloaded to make room.
         mm.load_models_gpu(wanted, force_full_load=True)
 
-    def preview(self, latents: torch.Tensor) -> None:
-        """Latent previews come with the bridge's MoVQ latent format; until then none."""
-
     def progress(self, step: int, total: int) -> None:
         if self._bar is None or step <= 1 or self._bar.total != total:
             self._bar = comfy.utils.ProgressBar(total)

@@ -6,6 +6,7 @@ Env: PACK (this repo), TINY_MODELS (models/kandinsky with the tiny 2.2 and 2.1 r
 """
 import importlib.util
 import json
+import math
 import os
 import sys
 
@@ -32,6 +33,8 @@ N = pack.NODE_CLASS_MAPPINGS
 core = importlib.import_module("kandinsky_pack.kandinsky_core")
 bridge = importlib.import_module("kandinsky_pack.nodes.bridge")
 decoder_stage = importlib.import_module("kandinsky_pack.kandinsky_core.stages.decoder")
+kdiffusion = importlib.import_module("kandinsky_pack.kandinsky_core.schedulers.kdiffusion")
+denoiser = importlib.import_module("kandinsky_pack.kandinsky_core.stages.denoiser")
 conditioning = importlib.import_module("kandinsky_pack.kandinsky_core.stages.conditioning")
 RESULT = {}
 STEPS, CFG, SEED = 4, 4.0, 7
@@ -63,6 +66,19 @@ def extra_conds(model, cond, latent, noise_mask=None):
     return model.model.extra_conds(**params)
 
 
+def core_run(unet, embeds, ms, sampler_fn, scheduler, latent):
+    """Our core sampler on ComfyUI's own sigmas and initial noise (scaled as KSAMPLER.sample scales it)."""
+    sigmas = comfy.samplers.calculate_sigmas(ms, scheduler, STEPS).float()
+    noise = comfy.sample.prepare_noise(latent, SEED)
+    max_denoise = math.isclose(float(ms.sigma_max), float(sigmas[0]), rel_tol=1e-05) or float(sigmas[0]) > float(ms.sigma_max)
+    x = ms.noise_scaling(sigmas[0], noise, latent, max_denoise)
+    cond = conditioning.decoder_conditioning(unet, embeds, latent.shape[0], True, torch.device("cpu"))
+    model_fn = denoiser.KandinskyDenoiser(unet, cond, CFG, bridge.training_sigmas(unet))
+    steps = []
+    out = sampler_fn(model_fn, x, sigmas, None, lambda i, x0: steps.append(i))
+    return out, len(steps)
+
+
 # --- 2.2 text-to-image: MODEL, CONDITIONING, sampler determinism, VAE -------------------------------------
 unet, movq, embeds = load("kandinsky-2-2-prior", "kandinsky-2-2-decoder")
 model = call(N["KandinskyUNetToModel"], unet=unet)[0]
@@ -72,6 +88,16 @@ ms = model.get_model_object("model_sampling")
 ours = bridge.training_sigmas(unet)
 assert torch.equal(ms.sigmas, ours), "the MODEL's sigmas are the core's table"
 latent = {"samples": torch.zeros(1, 4, 8, 8)}
+
+# KSampler on the bridge MODEL == our core sampler of the same algorithm on ComfyUI's sigmas and noise
+for sampler, scheduler, core_sampler in (("euler", "normal", kdiffusion.euler), ("heun", "normal", kdiffusion.heun),
+                                         ("dpmpp_2m", "karras", kdiffusion.dpmpp_2m),
+                                         ("ddim", "ddim_uniform", kdiffusion.euler)):  # ComfyUI's ddim = Euler
+    theirs = ksample(model, pos, neg, latent, sampler, scheduler)["samples"]
+    mine, calls = core_run(unet, embeds, ms, core_sampler, scheduler, latent["samples"])
+    RESULT[f"ksampler_vs_core_{sampler}_{scheduler}"] = (theirs - mine).abs().max().item()
+    RESULT[f"ksampler_scale_{sampler}"] = mine.abs().max().item()
+    assert RESULT[f"ksampler_vs_core_{sampler}_{scheduler}"] <= 1e-3, RESULT
 for sampler in ("euler_ancestral", "dpmpp_2m_sde"):
     a, b = ksample(model, pos, neg, latent, sampler, "karras"), ksample(model, pos, neg, latent, sampler, "karras")
     assert torch.equal(a["samples"], b["samples"]), f"{sampler} repeats bit for bit with the same seed"
