@@ -23,14 +23,17 @@ VERSION, TEXTS, HINT = "kandinsky_version", "kandinsky_texts", "kandinsky_hint"
 # is the scaled-linear schedule (linspace of sqrt(beta), squared); diffusers' plain linspace is "sqrt_linear".
 COMFY_BETA_SCHEDULE = {"linear": "sqrt_linear", "scaled_linear": "linear", "squaredcos_cap_v2": "squaredcos_cap_v2"}
 
-# Peak activation bytes of one fp32 UNet call per latent pixel of one sample (batch x h x w), measured on
-# the full-size configs with benchmarks/measure_unet_memory.py: peak RSS above the loaded weights during a
-# forward of batch 2 (cond + uncond) at two latent sizes on the CPU, slope of the two (the constant part
-# is the weights, which ComfyUI counts separately). Scales with the element size of the inference dtype.
-# Kandinsky 3 adds a row here (its own architecture); 2.1 and 2.2 share the layout except 2.1's text tokens.
-ACTIVATION_BYTES_PER_LATENT_PIXEL = {"2.1": 1_113_000, "2.2": 1_113_000}
+# Peak activation bytes of one fp32 UNet call, measured on the full-size configs with
+# benchmarks/measure_unet_memory.py: peak RSS above the loaded weights during a no_grad forward of batch 2
+# (cond + uncond, as KSampler batches them) at latent sides 24 and 48 on the CPU (glibc's mmap threshold
+# fixed at 64 KiB so freed activations leave the RSS). The slope between the two sizes, per sample and
+# latent pixel, is the per-pixel part (2.2: 11103, 2.1: 10855 bytes); the intercept (341 MB for both, kernel
+# and allocator scratch independent of the size) is the fixed part. Both scale with the inference dtype's
+# element size. Kandinsky 3 adds its own measured row here.
+ACTIVATION_BYTES_PER_LATENT_PIXEL = {"2.1": 10_855, "2.2": 11_103}
+ACTIVATION_FIXED_BYTES = {"2.1": 341_590_016, "2.2": 341_128_533}
 # ComfyUI's BaseModel.memory_required (with PyTorch SDPA) is latent pixels x dtype size x 0.01 x factor MiB:
-# the factor that gives our measured bytes, for code that reads memory_usage_factor directly.
+# the factor that gives our per-pixel bytes, for code that reads memory_usage_factor directly.
 _COMFY_BYTES_PER_FACTOR = 0.01 * 1024 * 1024
 
 
@@ -96,8 +99,8 @@ def comfy_sampling_settings(config: SchedulerConfig) -> dict:
 
 def activation_bytes(unet: DecoderUNet, batch: int, height: int, width: int, element_size: int) -> int:
     """Estimated peak activation bytes of one UNet call on (batch, *, height, width) latents."""
-    per_pixel = ACTIVATION_BYTES_PER_LATENT_PIXEL[unet.version] * element_size / 4
-    return int(per_pixel * batch * height * width)
+    per_pixel = ACTIVATION_BYTES_PER_LATENT_PIXEL[unet.version] * batch * height * width
+    return int((per_pixel + ACTIVATION_FIXED_BYTES[unet.version]) * element_size / 4)
 
 
 def memory_usage_factor(unet: DecoderUNet) -> float:
