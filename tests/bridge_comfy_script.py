@@ -190,5 +190,22 @@ try:
 except ValueError as exc:
     assert "same version" in str(exc)
 
+# --- previews: KSampler's (ComfyUI's callback) and KandinskyUNetSampler's (ComfyRuntime.preview) ------------
+from comfy.cli_args import LatentPreviewMethod, args  # noqa: E402
+
+args.preview_method = LatentPreviewMethod.Latent2RGB  # as --preview-method latent2rgb
+previews = []
+comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, *a, **k: previews.append(preview))
+ksample(model, pos, neg, latent)
+assert len(previews) == STEPS and all(p is not None and p[0] == "JPEG" for p in previews), previews
+RESULT["ksampler_previews"] = len(previews)
+for sampler in ("ddpm", "euler"):
+    previews.clear()
+    call(N["KandinskyUNetSampler"], unet=unet, embeds=embeds, latent=latent, seed=2, steps=STEPS, guidance_scale=CFG,
+         sampler=sampler, denoise=1.0)
+    assert len(previews) == STEPS and all(p is not None and p[1].size == (8, 8) for p in previews), (sampler, previews)
+    RESULT[f"unet_sampler_previews_{sampler}"] = len(previews)
+comfy.utils.set_progress_bar_global_hook(None)
+
 print("RESULT " + json.dumps(RESULT))
 print("BRIDGE_OK")
