@@ -155,7 +155,7 @@ class KandinskyModel(comfy.model_base.BaseModel):
     def memory_required(self, input_shape, cond_shapes={}):
         """Measured activation bytes of one UNet call on this input (see bridge.ACTIVATION_BYTES)."""
         batch, _, h, w = input_shape[0], input_shape[1], input_shape[2], input_shape[3]
-        return bridge.activation_bytes(self.kandinsky, batch, h, w, mm.dtype_size(self.get_dtype_inference()))
+        return bridge.activation_bytes(self.kandinsky, batch, h, w, mm.dtype_size(self.kandinsky.dtype))
 
 
 def model_patcher(unet: DecoderUNet) -> comfy.model_patcher.ModelPatcher:

@@ -641,8 +641,9 @@ def ksampler_inpaint() -> Graph:
     decoder = _decoder(g, "inpaint22")
     model, cond, vae = _bridge(g, decoder, embeds)
     source = _load_image(g, 0, "Input image (paint the mask here)")
-    latent = _node(g, "VAEEncodeForInpaint", (X_PREP, 330), "VAE Encode for inpainting (MoVQ)",
-                   {"pixels": source.out(0), "vae": vae.out(), "mask": source.out(1)}, grow_mask_by=6)
+    scaled = _scale(g, source, 330, 768, crop="disabled")  # no crop: the encoder resizes the mask to match
+    latent = _node(g, "VAEEncodeForInpaint", (X_PREP, 510), "VAE Encode for inpainting (MoVQ)",
+                   {"pixels": scaled.out(), "vae": vae.out(), "mask": source.out(1)}, grow_mask_by=6)
     _ksample_and_save(g, model, cond, vae, latent, "kandinsky22_ksampler_inpaint")
     return g
 
