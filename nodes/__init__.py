@@ -1,6 +1,7 @@
 """The Kandinsky node classes (ComfyUI's classic node contract) and their registration tables."""
 from __future__ import annotations
 
+from .bridge_nodes import KandinskyConditioning, KandinskyMoVQToVAE, KandinskyUNetToModel
 from .decoder_nodes import KandinskyUNetSampler
 from .embeds_nodes import KandinskyInterpolate
 from .image_nodes import KandinskyDepthHint, KandinskyMaskInvert
@@ -25,6 +26,9 @@ NODE_CLASS_MAPPINGS = {
     "KandinskyMoVQDecode": KandinskyMoVQDecode,
     "KandinskyTextEncoderLoader": KandinskyTextEncoderLoader,
     "KandinskyTextEncode": KandinskyTextEncode,
+    "KandinskyUNetToModel": KandinskyUNetToModel,
+    "KandinskyConditioning": KandinskyConditioning,
+    "KandinskyMoVQToVAE": KandinskyMoVQToVAE,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -41,6 +45,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "KandinskyMoVQDecode": "Kandinsky MoVQ Decode",
     "KandinskyTextEncoderLoader": "Kandinsky 3 Text Encoder Loader",
     "KandinskyTextEncode": "Kandinsky 3 Text Encode",
+    "KandinskyUNetToModel": "Kandinsky UNet to MODEL",
+    "KandinskyConditioning": "Kandinsky Conditioning",
+    "KandinskyMoVQToVAE": "Kandinsky MoVQ to VAE",
 }
 
 if in_comfyui():  # the import-time side effects: models/kandinsky a ComfyUI model folder, example inputs

@@ -161,6 +161,8 @@ class ComfyRuntime:
         self._mode = memory_mode
         self._device = devices(role)[0]
         self._bar = None
+        self._preview = None  # (format, PIL image, max size) for the next progress update
+        self._previewer = False  # ComfyUI's latent previewer for the owner's latents, made on first use
         self._held: list = []  # model_offload: the patchers this call loaded last
         if memory_mode in ("model_offload", "lowvram"):
             weakref.finalize(self, _end_of_call, memory_mode, self._device, self._held).atexit = False
@@ -187,14 +189,31 @@ class ComfyRuntime:
         # plain torch layers are not; other models are still offloaded to make room.
         mm.load_models_gpu(wanted, force_full_load=True)
 
-    def preview(self, latents: torch.Tensor) -> None:
-        """Latent previews come with the bridge's MoVQ latent format; until then none."""
-
     def progress(self, step: int, total: int) -> None:
         if self._bar is None or step <= 1 or self._bar.total != total:
             self._bar = comfy.utils.ProgressBar(total)
-        self._bar.update_absolute(step, total)  # the server's hook raises on Cancel when it is called ...
+        preview, self._preview = self._preview, None
+        self._bar.update_absolute(step, total, preview)  # the server's hook raises on Cancel when it is called ...
         mm.throw_exception_if_processing_interrupted()  # ... which since 0.33 is at most every 100 ms: check here
+
+    def preview(self, latents: torch.Tensor) -> None:
+        """Render these latents (B, 4, h, w; the first is shown) for the next `progress` call, as KSampler's
+        previews: ComfyUI's previewer with the latent -> RGB map fitted from the UNet's MoVQ. Nothing when the
+        server's preview method is off or the UNet has no paired MoVQ."""
+        if self._previewer is False:
+            self._previewer = _latent_previewer(self._owner, self._device) if self._role == "unet" else None
+        if self._previewer is not None:
+            self._preview = self._previewer.decode_latent_to_preview_image("JPEG", latents.float())
+
+
+def _latent_previewer(owner: object, device: torch.device):
+    import latent_preview
+
+    from . import previews
+    from .comfy_bridge import KandinskyLatentFormat
+
+    rgb = previews.latent_rgb(owner)
+    return None if rgb is None else latent_preview.get_previewer(device, KandinskyLatentFormat(rgb))
 
 
 def release(owner: object) -> None:

@@ -5,7 +5,7 @@ from ..kandinsky_core import fp8
 from ..kandinsky_core.loading import originals
 from ..kandinsky_core.loading.components import load_decoder, load_prior, load_text_encoder
 from ..kandinsky_core.runtime import DTYPE_CHOICES
-from . import paths, runtime
+from . import paths, previews, runtime
 from .cache import ModelSlot
 from .common import CATEGORY, MOVQ, PRIOR, TEXT_ENCODER, UNET
 
@@ -132,6 +132,7 @@ class KandinskyDecoderLoader:
             return _with_mode((unet, movq), memory_mode)
 
         unet, movq = self._slot.get(key, load)
+        previews.pair(unet, movq)  # the UNet's latent previews come from this MoVQ
         return (unet, movq)
 
 

@@ -13,6 +13,7 @@ tests/test_headless.py uses the same server (`comfy_server`).
 from __future__ import annotations
 
 import atexit
+import base64
 import io
 import json
 import math
@@ -118,7 +119,7 @@ class ComfyServer:
         config.write_text(f"kandinsky_tests:\n  kandinsky: {self.models}\n", encoding="utf-8")
         command = [comfy_python(self.comfy_path), "main.py", "--cpu", "--listen", "127.0.0.1", "--port",
                    str(self.port), "--base-directory", str(self.base), "--extra-model-paths-config", str(config),
-                   "--database-url", "sqlite:///:memory:", "--disable-auto-launch"]
+                   "--database-url", "sqlite:///:memory:", "--disable-auto-launch", "--preview-method", "auto"]
         self.log = open(self.log_path, "w", encoding="utf-8")
         self.process = subprocess.Popen(command, cwd=self.comfy_path, stdout=self.log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
@@ -181,8 +182,8 @@ class ComfyServer:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)["name"]
 
-    def queue(self, prompt: dict) -> str:
-        status, answer = self.post("/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})
+    def queue(self, prompt: dict, client_id: str | None = None) -> str:
+        status, answer = self.post("/prompt", {"prompt": prompt, "client_id": client_id or uuid.uuid4().hex})
         assert status == 200, f"POST /prompt answered {status}: {json.dumps(answer, indent=1)[:3000]}"
         return answer["prompt_id"]
 
@@ -196,6 +197,57 @@ class ComfyServer:
                 raise RuntimeError(f"ComfyUI died while running {prompt_id}:\n{self.log_tail()}")
             time.sleep(0.25)
         raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout:g} s:\n{self.log_tail()}")
+
+
+class ServerSocket:
+    """A minimal RFC 6455 client (stdlib only) for ComfyUI's /ws: the frames the server sends one client."""
+
+    def __init__(self, server: ComfyServer, client_id: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=RUN_TIMEOUT)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                           "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                           f"Sec-WebSocket-Key: {key}\r\n\r\n").encode())
+        header = b""
+        while not header.endswith(b"\r\n\r\n"):
+            header += self._read(1)
+        assert b" 101 " in header.split(b"\r\n")[0], header[:200]
+
+    def _read(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("the server closed the websocket")
+            data += chunk
+        return data
+
+    def frame(self) -> tuple[int, bytes]:
+        """(opcode, payload) of the next frame (the server's frames are unmasked and unfragmented)."""
+        first, second = self._read(2)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(self._read(2), "big")
+        elif length == 127:
+            length = int.from_bytes(self._read(8), "big")
+        return first & 0x0F, self._read(length)
+
+    def until_done(self, prompt_id: str) -> list[tuple[int, bytes]]:
+        """Every frame up to the end of `prompt_id` (its `executing` message with node None)."""
+        frames = []
+        while True:
+            opcode, payload = self.frame()
+            frames.append((opcode, payload))
+            if opcode == 1:
+                message = json.loads(payload)
+                data = message.get("data", {})
+                if message["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                    return frames
+                if message["type"] == "execution_error":
+                    raise AssertionError(json.dumps(data)[:3000])
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 _SHARED: dict[str, ComfyServer] = {}
@@ -362,3 +414,23 @@ def test_interrupt_mid_run_then_the_next_prompt_succeeds(comfy_server):
     entry = comfy_server.wait(comfy_server.queue(again))
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[:4000]
     assert any(out.get("images") for out in entry["outputs"].values())
+
+
+PREVIEW_EVENTS = (1, 4)  # ComfyUI's binary PREVIEW_IMAGE and PREVIEW_IMAGE_WITH_METADATA (0.33) events
+
+
+@pytest.mark.parametrize("name,sampler_type", [("kandinsky-2-2-ksampler-text-to-image", "KSampler"),
+                                               ("kandinsky-2-2-text-to-image", "KandinskyUNetSampler")])
+def test_previews_arrive_over_the_websocket(comfy_server, name, sampler_type):
+    prompt, _ = tiny_prompt(comfy_server, load_api(name), f"previews-{sampler_type}")
+    sampler = next(nid for nid, n in prompt.items() if n["class_type"] == sampler_type)
+    prompt[sampler]["inputs"].update(steps=3, seed=int(time.time() * 1000) % 100000)  # a new seed: no cached result
+    client_id = uuid.uuid4().hex
+    socket_ = ServerSocket(comfy_server, client_id)
+    try:
+        frames = socket_.until_done(comfy_server.queue(prompt, client_id))
+    finally:
+        socket_.close()
+    previews = [p for op, p in frames if op == 2 and int.from_bytes(p[:4], "big") in PREVIEW_EVENTS]
+    assert len(previews) >= 3, f"{len(previews)} previews for the {sampler_type}'s 3 steps"
+    assert any(b"\xff\xd8" in p[:64] for p in previews), "JPEG preview images"

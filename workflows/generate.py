@@ -70,7 +70,47 @@ CORE_NODES = {
                    ("height", "INT", False), ("crop", "COMBO", False)],
         "outputs": [("IMAGE", "IMAGE")],
     },
+    # ComfyUI's own sampling stack, for the bridge workflows (KandinskyUNetToModel / Conditioning / MoVQToVAE)
+    "KSampler": {
+        "title": "KSampler",
+        "inputs": [("model", "MODEL", False), ("seed", "INT", False), ("steps", "INT", False), ("cfg", "FLOAT", False),
+                   ("sampler_name", "COMBO", False), ("scheduler", "COMBO", False), ("positive", "CONDITIONING", False),
+                   ("negative", "CONDITIONING", False), ("latent_image", "LATENT", False), ("denoise", "FLOAT", False)],
+        "outputs": [("LATENT", "LATENT")],
+    },
+    "VAEDecode": {"title": "VAE Decode", "inputs": [("samples", "LATENT", False), ("vae", "VAE", False)],
+                  "outputs": [("IMAGE", "IMAGE")]},
+    "VAEEncode": {"title": "VAE Encode", "inputs": [("pixels", "IMAGE", False), ("vae", "VAE", False)],
+                  "outputs": [("LATENT", "LATENT")]},
+    "VAEEncodeForInpaint": {
+        "title": "VAE Encode (for Inpainting)",
+        "inputs": [("pixels", "IMAGE", False), ("vae", "VAE", False), ("mask", "MASK", False),
+                   ("grow_mask_by", "INT", False)],
+        "outputs": [("LATENT", "LATENT")],
+    },
+    "SamplerCustomAdvanced": {
+        "title": "SamplerCustomAdvanced",
+        "inputs": [("noise", "NOISE", False), ("guider", "GUIDER", False), ("sampler", "SAMPLER", False),
+                   ("sigmas", "SIGMAS", False), ("latent_image", "LATENT", False)],
+        "outputs": [("output", "LATENT"), ("denoised_output", "LATENT")],
+    },
+    "RandomNoise": {"title": "RandomNoise", "inputs": [("noise_seed", "INT", False)], "outputs": [("NOISE", "NOISE")]},
+    "CFGGuider": {
+        "title": "CFGGuider",
+        "inputs": [("model", "MODEL", False), ("positive", "CONDITIONING", False), ("negative", "CONDITIONING", False),
+                   ("cfg", "FLOAT", False)],
+        "outputs": [("GUIDER", "GUIDER")],
+    },
+    "KSamplerSelect": {"title": "KSamplerSelect", "inputs": [("sampler_name", "COMBO", False)],
+                       "outputs": [("SAMPLER", "SAMPLER")]},
+    "BasicScheduler": {
+        "title": "BasicScheduler",
+        "inputs": [("model", "MODEL", False), ("scheduler", "COMBO", False), ("steps", "INT", False),
+                   ("denoise", "FLOAT", False)],
+        "outputs": [("SIGMAS", "SIGMAS")],
+    },
 }
+SEED_WIDGETS = ("seed", "noise_seed")  # INT widgets the frontend follows with a control_after_generate value
 WIDGET_INPUT_TYPES = WIDGET_TYPES + ("COMBO", "IMAGEUPLOAD")
 VIRTUAL_NODES = ("MarkdownNote", "Note")  # editor-only: never sent to the server
 CORE_NODE_TYPES = tuple(CORE_NODES) + VIRTUAL_NODES
@@ -116,8 +156,11 @@ def node_spec(node_type: str, pairs: int = 2) -> NodeSpec:
     if node_type in CORE_NODES:
         core = CORE_NODES[node_type]
         slots = [Slot(n, t, o, t in WIDGET_INPUT_TYPES, n not in core.get("api_skip", ())) for n, t, o in core["inputs"]]
+        widgets = []
+        for slot in (s for s in slots if s.widget):
+            widgets += [slot.name, "control_after_generate"] if slot.name in SEED_WIDGETS else [slot.name]
         return NodeSpec(core["title"], [s for s in slots if not s.widget] + [s for s in slots if s.widget],
-                        [s.name for s in slots if s.widget], list(core["outputs"]))
+                        widgets, list(core["outputs"]))
     pack = load_pack()
     cls = pack.NODE_CLASS_MAPPINGS[node_type]
     spec = cls.INPUT_TYPES()
@@ -139,7 +182,7 @@ def node_spec(node_type: str, pairs: int = 2) -> NodeSpec:
         if not _is_widget(kind) or not any(s.name == name for s in slots):
             continue
         widgets.append(name)
-        if kind == "INT" and (opts.get("control_after_generate") or name in ("seed", "noise_seed")):
+        if kind == "INT" and (opts.get("control_after_generate") or name in SEED_WIDGETS):
             widgets.append("control_after_generate")
     if node_type == "KandinskyInterpolate":
         widgets = [f"weight_{i}" for i in range(1, pairs + 1)]  # widgets_values follow the pair order
@@ -330,6 +373,10 @@ SIZES = {  # node sizes close to what the frontend computes, with room for the i
     "KandinskyUNetSampler": (300, 238), "KandinskyMoVQDecode": (220, 46), "LoadImage": (320, 340),
     "SaveImage": (420, 460), "PreviewImage": (300, 300), "EmptyLatentImage": (300, 106), "ImageScale": (300, 130),
     "KandinskyTextEncoderLoader": (320, 106), "KandinskyTextEncode": (400, 200),
+    "KandinskyUNetToModel": (240, 26), "KandinskyConditioning": (240, 66), "KandinskyMoVQToVAE": (240, 26),
+    "KSampler": (300, 262), "VAEDecode": (210, 46), "VAEEncode": (210, 46), "VAEEncodeForInpaint": (260, 98),
+    "SamplerCustomAdvanced": (280, 126), "RandomNoise": (300, 82), "CFGGuider": (260, 98),
+    "KSamplerSelect": (300, 58), "BasicScheduler": (300, 106),
 }
 
 
@@ -626,6 +673,106 @@ def flash31() -> Graph:
     return g
 
 
+# --- Kandinsky in ComfyUI's own sampling stack (the bridge nodes) -------------------------------------------
+
+X_BRIDGE = X_DECODE  # bridge nodes in the decoder column, ComfyUI's sampler and VAE nodes to their right
+X_SAMPLE = X_SAVE
+X_STOCK_SAVE = X_SAVE + 360
+BRIDGE_NOTE = (
+    "\n\n**Kandinsky UNet to MODEL** puts the decoder UNet into ComfyUI's own sampling stack (any sampler and "
+    "scheduler; the sigmas are the repo's training schedule), **Kandinsky Conditioning** turns the prior's "
+    "embeds into positive / negative CONDITIONING (the negative is the prior's negative embedding), and "
+    "**Kandinsky MoVQ to VAE** lets the stock VAE nodes decode and encode MoVQ latents. `cfg` is Kandinsky's "
+    "guidance scale (4 is the diffusers default). See docs/COMFY_SAMPLING.md."
+)
+
+
+def _bridge(g: Graph, decoder: Node, embeds: Node) -> tuple[Node, Node, Node]:
+    """(MODEL node, CONDITIONING node: outputs positive 0 / negative 1, VAE node) for a decoder loader."""
+    model = _node(g, "KandinskyUNetToModel", (X_BRIDGE, 0), "UNet to MODEL", {"unet": decoder.out(0)})
+    cond = _node(g, "KandinskyConditioning", (X_BRIDGE, 80), "Embeds to CONDITIONING", {"embeds": embeds.out()})
+    vae = _node(g, "KandinskyMoVQToVAE", (X_BRIDGE, 200), "MoVQ to VAE", {"movq": decoder.out(1)})
+    return model, cond, vae
+
+
+def _ksample_and_save(g: Graph, model: Node, cond: Node, vae: Node, latent: Node, prefix: str, *, steps: int = 30,
+                      sampler: str = "dpmpp_2m", scheduler: str = "karras", denoise: float = 1.0) -> Node:
+    sampled = _node(g, "KSampler", (X_SAMPLE, 0), "KSampler",
+                    {"model": model.out(), "positive": cond.out(0), "negative": cond.out(1), "latent_image": latent.out()},
+                    seed=42, steps=steps, cfg=4.0, sampler_name=sampler, scheduler=scheduler, denoise=denoise)
+    image = _node(g, "VAEDecode", (X_SAMPLE, 320), "VAE Decode (MoVQ)", {"samples": sampled.out(), "vae": vae.out()})
+    return _node(g, "SaveImage", (X_STOCK_SAVE, 0), "Save image", {"images": image.out()}, filename_prefix=prefix)
+
+
+def ksampler_text_to_image() -> Graph:
+    g = Graph("kandinsky-2-2-ksampler-text-to-image")
+    _common_notes(g, "## Kandinsky 2.2 with KSampler: text to image\n\nThe prior's embeddings drive ComfyUI's "
+                     "stock **KSampler** (here DPM++ 2M with the Karras schedule, 30 steps); previews show while "
+                     "it samples." + BRIDGE_NOTE, ("prior22", "decoder22"))
+    embeds = _text(g, _prior(g, "2.2"), "A alien cheeseburger creature eating itself, claymation, cinematic, moody lighting")
+    decoder = _decoder(g, "decoder22")
+    model, cond, vae = _bridge(g, decoder, embeds)
+    _ksample_and_save(g, model, cond, vae, _empty_latent(g, 330, 768), "kandinsky22_ksampler_t2i")
+    return g
+
+
+def ksampler_image_to_image() -> Graph:
+    g = Graph("kandinsky-2-2-ksampler-image-to-image")
+    _common_notes(g, "## Kandinsky 2.2 with KSampler: image to image\n\nThe stock **VAE Encode** encodes the "
+                     "resized image with MoVQ; KSampler's `denoise` sets how much of it is redrawn (ComfyUI's "
+                     "meaning: the last denoise x steps of a longer schedule)." + BRIDGE_NOTE,
+                  ("prior22", "decoder22"))
+    embeds = _text(g, _prior(g, "2.2"), "A red cartoon frog, 4k")
+    decoder = _decoder(g, "decoder22")
+    model, cond, vae = _bridge(g, decoder, embeds)
+    scaled = _scale(g, _load_image(g, 0, "Input image"), 330, 768)
+    latent = _node(g, "VAEEncode", (X_PREP, 510), "VAE Encode (MoVQ)", {"pixels": scaled.out(), "vae": vae.out()})
+    _ksample_and_save(g, model, cond, vae, latent, "kandinsky22_ksampler_i2i", denoise=0.5)
+    return g
+
+
+def ksampler_inpaint() -> Graph:
+    g = Graph("kandinsky-2-2-ksampler-inpaint")
+    _common_notes(g, "## Kandinsky 2.2 with KSampler: inpainting\n\nPaint the mask on the **Input image** "
+                     "(white = repaint). The stock **VAE Encode (for Inpainting)** puts it on the LATENT as "
+                     "`noise_mask`; the inpainting UNet receives the masked image latents and the keep mask as its "
+                     "extra channels, built from that mask." + BRIDGE_NOTE, ("prior22", "inpaint22"))
+    embeds = _text(g, _prior(g, "2.2"), "a hat")
+    decoder = _decoder(g, "inpaint22")
+    model, cond, vae = _bridge(g, decoder, embeds)
+    source = _load_image(g, 0, "Input image (paint the mask here)")
+    scaled = _scale(g, source, 330, 768, crop="disabled")  # no crop: the encoder resizes the mask to match
+    latent = _node(g, "VAEEncodeForInpaint", (X_PREP, 510), "VAE Encode for inpainting (MoVQ)",
+                   {"pixels": scaled.out(), "vae": vae.out(), "mask": source.out(1)}, grow_mask_by=6)
+    _ksample_and_save(g, model, cond, vae, latent, "kandinsky22_ksampler_inpaint")
+    return g
+
+
+def custom_sampler_karras() -> Graph:
+    g = Graph("kandinsky-2-2-custom-sampler-karras")
+    _common_notes(g, "## Kandinsky 2.2 with SamplerCustomAdvanced\n\nThe sampler pieces as separate nodes: "
+                     "**RandomNoise**, **CFGGuider** (guidance 4), **KSamplerSelect** (DPM++ 2M SDE) and "
+                     "**BasicScheduler** with the `karras` schedule, which spaces the model's own sigma range "
+                     "(rho 7)." + BRIDGE_NOTE, ("prior22", "decoder22"))
+    embeds = _text(g, _prior(g, "2.2"), "A lighthouse on a cliff at dawn, oil painting")
+    decoder = _decoder(g, "decoder22")
+    model, cond, vae = _bridge(g, decoder, embeds)
+    latent = _empty_latent(g, 330, 768)
+    noise = _node(g, "RandomNoise", (X_SAMPLE, 0), "RandomNoise", noise_seed=42)
+    guider = _node(g, "CFGGuider", (X_SAMPLE, 120), "CFGGuider",
+                   {"model": model.out(), "positive": cond.out(0), "negative": cond.out(1)}, cfg=4.0)
+    sampler = _node(g, "KSamplerSelect", (X_SAMPLE, 260), "KSamplerSelect", sampler_name="dpmpp_2m_sde")
+    sigmas = _node(g, "BasicScheduler", (X_SAMPLE, 360), "BasicScheduler (karras)", {"model": model.out()},
+                   scheduler="karras", steps=30, denoise=1.0)
+    sampled = _node(g, "SamplerCustomAdvanced", (X_SAMPLE, 510), "SamplerCustomAdvanced",
+                    {"noise": noise.out(), "guider": guider.out(), "sampler": sampler.out(), "sigmas": sigmas.out(),
+                     "latent_image": latent.out()})
+    image = _node(g, "VAEDecode", (X_SAMPLE, 680), "VAE Decode (MoVQ)", {"samples": sampled.out(0), "vae": vae.out()})
+    _node(g, "SaveImage", (X_STOCK_SAVE, 0), "Save image", {"images": image.out()},
+          filename_prefix="kandinsky22_custom_karras")
+    return g
+
+
 def all_graphs() -> list[Graph]:
     return [
         text_to_image("2.2"), image_to_image("2.2"), inpaint("2.2"), interpolate("2.2"), emb2emb(),
@@ -633,6 +780,7 @@ def all_graphs() -> list[Graph]:
         text_to_image("2.1"), image_to_image("2.1"), inpaint("2.1"), interpolate("2.1"),
         text_to_image3(), image_to_image3(),
         inpaint31(), flash31(),
+        ksampler_text_to_image(), ksampler_image_to_image(), ksampler_inpaint(), custom_sampler_karras(),
     ]
 
 
