@@ -180,3 +180,14 @@ def test_unet_with_separate_out_channels():
     with torch.no_grad():
         out = unet(torch.randn(1, 9, 8, 8), 10, torch.randn(1, 3, 32), torch.ones(1, 3, dtype=torch.bool))
     assert out.shape == (1, 4, 8, 8)
+
+
+def test_encode_prompts_bf16_matches_diffusers(repo):
+    """A bf16 encoder gives diffusers' bf16 states exactly (returned as float32, which holds them losslessly)."""
+    pipe = reference_k3(repo)
+    pipe.text_encoder.to(torch.bfloat16)
+    ref, ref_neg, _, _ = pipe.encode_prompt([PROMPT], True, device="cpu", negative_prompt=["red cat"],
+                                           _cut_context=True)
+    got = text3.encode_prompts(load_text_encoder(repo, torch.bfloat16), [PROMPT], "red cat", RT)
+    assert ref.dtype == torch.bfloat16 and got.embeds.dtype == torch.float32
+    assert torch.equal(got.embeds, ref.float()) and torch.equal(got.negative_embeds, ref_neg.float())
