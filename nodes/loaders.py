@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..kandinsky_core import fp8
 from ..kandinsky_core.loading.components import load_decoder, load_prior, load_text_encoder
+from ..kandinsky_core.loading.repo import read_model_index
 from ..kandinsky_core.runtime import DTYPE_CHOICES, resolve_dtype
 from . import paths, runtime
 from .cache import ModelSlot
@@ -116,6 +117,10 @@ class KandinskyDecoderLoader:
         movq_dtype = resolve_dtype("auto" if unet_fp8 else dtype, runtime.load_device("movq"), "movq")
         runtime.check_memory_mode(memory_mode)
         key = ("decoder", str(folder.resolve()), unet_dtype, unet_fp8, movq_dtype, memory_mode)
+        version = read_model_index(folder).version
+        if unet_fp8 and version != "3":  # refused before loading anything
+            raise ValueError(f"dtype fp8_e4m3fn is for Kandinsky 3 only, but '{decoder_name}' is a Kandinsky {version} "
+                             "decoder: choose auto, fp16, bf16 or fp32 (its 1.2 B parameters fit in fp16).")
 
         def load():
             unet, movq = load_decoder(folder, unet_dtype, movq_dtype=movq_dtype)
