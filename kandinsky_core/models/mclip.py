@@ -244,11 +244,14 @@ def load_xlmr_tokenizer(folder: str) -> Any:
 
     try:
         tokenizer = XLMRobertaTokenizerFast.from_pretrained(folder, local_files_only=True)
-    except (ValueError, OSError, ImportError) as err:  # transformers 4.x without tokenizer.json or converter deps
-        from transformers import XLMRobertaTokenizer
+    except (ValueError, OSError, ImportError) as err:  # no tokenizer.json and no converter deps (protobuf)
+        spm_file = os.path.join(folder, "sentencepiece.bpe.model")
+        if not os.path.isfile(spm_file):
+            raise
+        from .xlmr_spm import SentencePieceXLMRTokenizer
 
-        logger.info("Fast XLM-R tokenizer unavailable (%s); using the sentencepiece one.", err)
-        tokenizer = XLMRobertaTokenizer.from_pretrained(folder, local_files_only=True)
+        logger.info("Fast XLM-R tokenizer unavailable (%s); reading %s with sentencepiece.", err, spm_file)
+        tokenizer = SentencePieceXLMRTokenizer(spm_file)
     if (tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id) != (0, 1, 2):
         logger.warning(
             "XLM-R tokenizer in %r has <s>/<pad>/</s> ids %s, expected (0, 1, 2).",
