@@ -37,6 +37,9 @@ DESIGN_TABLE = {
     "KandinskyUNetSampler": (["unet", "embeds", "latent", "seed", "steps", "guidance_scale", "sampler", "denoise"],
                              ["hint"], ["LATENT"]),
     "KandinskyMoVQDecode": (["movq", "latent"], [], ["IMAGE"]),
+    "KandinskyUNetToModel": (["unet"], [], ["MODEL"]),
+    "KandinskyConditioning": (["embeds"], ["hint"], ["CONDITIONING", "CONDITIONING"]),
+    "KandinskyMoVQToVAE": (["movq"], [], ["VAE"]),
 }
 MODEL_LIST = "<kandinsky repo folders>"  # loader combos depend on the installed models: not in the snapshot
 
