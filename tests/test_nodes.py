@@ -39,6 +39,9 @@ DESIGN_TABLE = {
     "KandinskyMoVQDecode": (["movq", "latent"], [], ["IMAGE"]),
     "KandinskyTextEncoderLoader": (["text_encoder_name", "dtype"], ["memory_mode"], ["KANDINSKY_TEXT_ENCODER"]),
     "KandinskyTextEncode": (["text_encoder", "prompt", "negative_prompt"], [], ["KANDINSKY_EMBEDS"]),
+    "KandinskyUNetToModel": (["unet"], [], ["MODEL"]),
+    "KandinskyConditioning": (["embeds"], ["hint"], ["CONDITIONING", "CONDITIONING"]),
+    "KandinskyMoVQToVAE": (["movq"], [], ["VAE"]),
 }
 MODEL_LIST = "<kandinsky repo folders>"  # loader combos depend on the installed models: not in the snapshot
 
