@@ -215,3 +215,16 @@ def test_nodes_inpaint_with_the_original_release(release, pack, monkeypatch):
     assert set(out) == {"samples"}
     (decoded,) = nodes["KandinskyMoVQDecode"]().decode(movq, out)
     assert decoded.shape == (1, 64, 72, 3) and torch.isfinite(decoded).all()
+
+
+def test_base_unet_also_samples_with_diffusers_ddpm(release):
+    from kandinsky_core.payloads import TextEmbeds
+    from kandinsky_core.runtime import LocalRuntime
+    from kandinsky_core.stages import decoder
+
+    unet = load_original_unet(release, "base")
+    states, mask = torch.randn(1, 3, 32), torch.tensor([[True, True, False]])
+    embeds = TextEmbeds(states * mask[..., None], mask, torch.zeros_like(states), torch.zeros_like(mask))
+    out = decoder.sample(unet, embeds, torch.zeros(1, 4, 8, 8), generator=torch.Generator().manual_seed(1), steps=2,
+                         guidance_scale=3.0, sampler="ddpm", runtime=LocalRuntime("cpu"))
+    assert out.shape == (1, 4, 8, 8) and torch.isfinite(out).all()

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ..components import DecoderUNet, MoVQModel, TextEncoderModels
+from ..configs.scheduler import SchedulerConfig
 from ..configs.unet3 import detect_unet3_variant
 from .original_keys import (
     movq_config_from_original,
@@ -37,6 +38,10 @@ TEXT_ENCODER_DIR = "flan_ul2_encoder"
 MOVQ_FILE = "movq.pt"
 SEPARATOR = " / "  # "Kandinsky3.1 / flash"
 # kind -> (UNet file, projection file); the sampler each kind was released with is documented in KANDINSKY_3.md
+# kandinsky-3/scheduler (spec §3.1): what ddpm/ddim use with an original UNet (k3_original brings its own math)
+K3_SCHEDULER = {"_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
+                "beta_schedule": "squaredcos_cap_v2", "prediction_type": "epsilon", "clip_sample": True,
+                "thresholding": False, "steps_offset": 1, "timestep_spacing": "leading", "variance_type": "fixed_small"}
 UNET_FILES = {
     "base": ("kandinsky3.pt", "projection.pt"),
     "inpainting": ("kandinsky3_inpainting.pt", "projection_inpainting.pt"),
@@ -160,7 +165,7 @@ def load_original_unet(folder: str | Path, kind: str, dtype: torch.dtype = torch
         name=entry.choice,
         variant=variant,
         unet=unet.eval().requires_grad_(False),
-        scheduler_configs={},
+        scheduler_configs={"scheduler": SchedulerConfig.from_dict(K3_SCHEDULER)},
         dtype=dtype,
         latent_multiple=2 ** (len(config.block_out_channels) - 1),
         null_embedding=None if null_embedding is None else null_embedding.to(torch.float32).clone(),
