@@ -88,3 +88,14 @@ def test_cancel_is_checked_after_every_block(movq, stage):
     seen.clear()
     movq_stage.decode(movq, torch.zeros(1, 4, 40, 40), runtime=rt_tiled, tile_size=32)  # 3 x 3 tiles
     assert seen == [(i, 27) for i in range(1, 28)]
+
+
+def test_tiles_of_a_cellwise_function_blend_back_to_the_whole():
+    from kandinsky_core.stages import tiles
+
+    x = torch.randn(2, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    down = lambda t: torch.nn.functional.avg_pool2d(t, 8)  # noqa: E731 (encode-like: 8 pixels per cell)
+    up = lambda t: t.repeat_interleave(2, -1).repeat_interleave(2, -2) * 2  # noqa: E731 (decode-like)
+    assert torch.allclose(tiles.tiled(down, x, 40, 1 / 8), down(x), atol=1e-6)  # 16-px stride: aligned to cells
+    assert torch.allclose(tiles.tiled(up, x, 12, 2), up(x), atol=1e-6)
+    assert tiles.tile_count(40, 56, 12, 2) == 5 * 6  # stride 9: rows start at 0, 9, 18, 27, 28

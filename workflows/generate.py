@@ -369,8 +369,8 @@ def _download(*keys: str) -> str:
 SIZES = {  # node sizes close to what the frontend computes, with room for the image previews
     "KandinskyPriorLoader": (320, 106), "KandinskyDecoderLoader": (320, 126), "KandinskyPriorEncode": (400, 270),
     "KandinskyImageEmbed": (240, 46), "KandinskyInterpolate": (300, 150), "KandinskyPriorEmb2Emb": (400, 290),
-    "KandinskyDepthHint": (220, 26), "KandinskyMaskInvert": (220, 26), "KandinskyMoVQEncode": (220, 66),
-    "KandinskyUNetSampler": (300, 238), "KandinskyMoVQDecode": (220, 46), "LoadImage": (320, 340),
+    "KandinskyDepthHint": (220, 26), "KandinskyMaskInvert": (220, 26), "KandinskyMoVQEncode": (220, 90),
+    "KandinskyUNetSampler": (300, 238), "KandinskyMoVQDecode": (220, 70), "LoadImage": (320, 340),
     "SaveImage": (420, 460), "PreviewImage": (300, 300), "EmptyLatentImage": (300, 106), "ImageScale": (300, 130),
     "KandinskyTextEncoderLoader": (320, 106), "KandinskyTextEncode": (400, 200),
     "KandinskyUNetToModel": (240, 26), "KandinskyConditioning": (240, 66), "KandinskyMoVQToVAE": (240, 26),
@@ -415,7 +415,7 @@ def _sample_and_save(g: Graph, decoder: Node, embeds: Node, latent: Node, prefix
     sampled = _node(g, "KandinskyUNetSampler", (X_DECODE, 0), "Decoder: sample latent", links, seed=seed,
                     steps=steps, guidance_scale=guidance_scale, sampler=sampler, denoise=denoise)
     image = _node(g, "KandinskyMoVQDecode", (X_DECODE, 300), "MoVQ: latent to image",
-                  {"movq": decoder.out(1), "latent": sampled.out()})
+                  {"movq": decoder.out(1), "latent": sampled.out()}, tile_size=0)
     return _node(g, "SaveImage", (X_SAVE, 0), "Save image", {"images": image.out()}, filename_prefix=prefix)
 
 
@@ -476,7 +476,7 @@ def image_to_image(version: str) -> Graph:
     source = _load_image(g, 0, "Input image")
     scaled = _scale(g, source, 330, 768)
     latent = _node(g, "KandinskyMoVQEncode", (X_PREP, 510), "MoVQ: image to latent",
-                   {"movq": decoder.out(1), "image": scaled.out()})
+                   {"movq": decoder.out(1), "image": scaled.out()}, tile_size=0)
     _sample_and_save(g, decoder, embeds, latent, f"kandinsky{v.replace('-', '')}_i2i", steps=100,
                      sampler="ddim" if is21 else "ddpm", denoise=0.3)
     return g
@@ -499,7 +499,7 @@ def inpaint(version: str) -> Graph:
     source = _load_image(g, 0, "Input image (paint the mask here)", INPAINT_EXAMPLE)  # its transparent area = mask
     scaled = _scale(g, source, 330, 768, crop="disabled")
     latent = _node(g, "KandinskyMoVQEncode", (X_PREP, 510), "MoVQ: image + mask to latent",
-                   {"movq": decoder.out(1), "image": scaled.out(), "mask": source.out(1)})
+                   {"movq": decoder.out(1), "image": scaled.out(), "mask": source.out(1)}, tile_size=0)
     _sample_and_save(g, decoder, embeds, latent, f"kandinsky{v.replace('-', '')}_inpaint",
                      steps=100 if is21 else 50, sampler="ddim" if is21 else "ddpm")
     return g
@@ -572,7 +572,7 @@ def depth(i2i: bool) -> Graph:
                        negative_prompt=DEPTH_NEGATIVE, strength=0.85, seed=43, steps=25, guidance_scale=4.0)
         scaled = _scale(g, source, 350, 768)
         latent = _node(g, "KandinskyMoVQEncode", (X_PREP, 530), "MoVQ: image to latent",
-                       {"movq": decoder.out(1), "image": scaled.out()})
+                       {"movq": decoder.out(1), "image": scaled.out()}, tile_size=0)
         _sample_and_save(g, decoder, embeds, latent, "kandinsky22_depth_i2i", denoise=0.5, hint=hint, seed=43)
     else:
         embeds = _text(g, prior, "A robot, 4k photo", negative=DEPTH_NEGATIVE, seed=43)

@@ -1,7 +1,7 @@
 """Run an image network over overlapping tiles, and fall back to tiles when the device runs out of memory
 (what ComfyUI's VAE nodes do for the MoVQ's role). Cancel is checked per block through the runtime.
 
-Tiles overlap by a quarter of their side; overlapping outputs are blended with linear ramps, so seams do
+Tiles overlap by about a quarter of their side; overlapping outputs are blended with linear ramps, so seams do
 not show. Normalisation layers see one tile at a time, so a tiled result is close to, not equal to, the
 whole-image one.
 """
@@ -43,6 +43,12 @@ class BlockSteps:
                 handle.remove()
 
 
+def _overlap(tile: int, scale: float) -> int:
+    """A quarter of the tile, in whole output cells (encode: a multiple of the 1/scale input pixels per cell)."""
+    step = round(1 / scale) if scale < 1 else 1
+    return tile // 4 // step * step
+
+
 def _starts(size: int, tile: int, stride: int) -> list[int]:
     if size <= tile:
         return [0]
@@ -65,7 +71,7 @@ def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int
 
     `scale` is fn's output size per input cell (the MoVQ factor f for decode, 1/f for encode)."""
     b, _, h, w = x.shape
-    overlap = tile // 4
+    overlap = _overlap(tile, scale)
     ys, xs = _starts(h, tile, tile - overlap), _starts(w, tile, tile - overlap)
     out = weight = None
     fade = int(overlap * scale)
@@ -83,8 +89,8 @@ def tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int
     return out / weight
 
 
-def tile_count(h: int, w: int, tile: int) -> int:
-    stride = tile - tile // 4
+def tile_count(h: int, w: int, tile: int, scale: float) -> int:
+    stride = tile - _overlap(tile, scale)
     return len(_starts(h, tile, stride)) * len(_starts(w, tile, stride))
 
 
@@ -101,6 +107,6 @@ def whole_or_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             tile = oom_tile
-    runs = tile_count(x.shape[-2], x.shape[-1], tile)
+    runs = tile_count(x.shape[-2], x.shape[-1], tile, scale)
     with BlockSteps(runtime, blocks, runs).hooked():
         return tiled(fn, x, tile, scale)
