@@ -27,7 +27,7 @@ from tiny_models.repos21 import build_decoder21_repo
 
 IMG_TOL = 1e-4
 LATENT_RTOL = 1e-5
-KARRAS_IMG_TOL = 1e-2
+DPM_IMG_TOL = 1e-2
 SIGMA_RTOL = 1e-6
 SEED = 3
 STEPS = 4  # enough for the second-order multistep updates, small for CI
@@ -158,16 +158,17 @@ def run_ours(unet, movq, embeds, latents, sampler, **kwargs):
 
 
 def assert_matches(ours, ref_latents, movq, sampler):
-    """Images to IMG_TOL; on the Karras grids (σ from the whole table's 25.1 down, as diffusers' DPM-Solver
-    takes it) the fp32 UNet differences (~1e-6 of ε) grow by σ_max into the random tiny models' huge latents
-    (|x₀| ~ 100) and the random MoVQ's gain (~25): there the latents must agree to LATENT_RTOL of their size
-    and the images to KARRAS_IMG_TOL (see docs/SAMPLERS.md)."""
+    """Images to IMG_TOL. Euler, Euler a and Heun do diffusers' arithmetic and agree exactly; DPM-Solver does
+    its updates in x / √(σ² + 1) where ours works in x, so the two round differently (~1e-6 of the latents).
+    The random tiny models blow that up (latents |x| ~ 100, more with the Karras grid's σ_max = 25.1, and a
+    random MoVQ with a gain of ~25), so for the DPM-Solver samplers the latents must agree to LATENT_RTOL of
+    their size and the images to DPM_IMG_TOL (measured: docs/SAMPLERS.md)."""
     latents, image = ours
     image_diff = max_diff(image, reference_image(movq, ref_latents))
     latent_rdiff = max_diff(latents, ref_latents) / float(ref_latents.abs().max())
     print(f"[{sampler}] image max diff {image_diff:.3g}, latent max diff / max |latent| {latent_rdiff:.3g}")
     assert latent_rdiff <= LATENT_RTOL
-    assert image_diff <= (KARRAS_IMG_TOL if "karras" in sampler else IMG_TOL)
+    assert image_diff <= (DPM_IMG_TOL if sampler.startswith("dpmpp") else IMG_TOL)
 
 
 # --- σ tables and schedules ------------------------------------------------------------------------
@@ -347,11 +348,12 @@ def test_diffusers_pipeline_with_euler_denoises_unscaled_inputs(ours, references
     swapped = diffusers.KandinskyV22Pipeline(unet=pipe.unet, scheduler=euler, movq=pipe.movq)
     swapped.set_progress_bar_config(disable=True)
     theirs = swapped(image_embeds=pos, negative_image_embeds=neg, height=32, width=32, num_inference_steps=STEPS,
-                     guidance_scale=GUIDANCE, generator=gen(SEED), output_type="pt").images.permute(0, 2, 3, 1)
+                     guidance_scale=GUIDANCE, generator=gen(SEED), output_type="np").images
     unet, movq = ours["decoder22"]
     _, correct = run_ours(unet, movq, Embeds(pos, neg, "2.2"), torch.zeros(1, 4, 16, 16), "euler")
     far = max_diff(theirs, correct)
     mean = float((theirs - correct).abs().mean())
+    print(f"[unscaled euler pipeline] image max diff {far:.3g}, mean abs diff {mean:.3g}")
     assert far > 0.2 and mean > 0.02, (far, mean)  # in [0, 1] pixels; ours matches the scaled loop to 1e-4
 
 
