@@ -342,8 +342,12 @@ def test_every_node_appears_in_object_info_with_its_inputs(comfy_server, pack, m
         assert node["python_module"].endswith(PACK_FOLDER)
     priors = info["KandinskyPriorLoader"]["input"]["required"]["prior_name"][0]
     decoders = info["KandinskyDecoderLoader"]["input"]["required"]["decoder_name"][0]
-    assert sorted(priors + decoders) == comfy_server.model_names  # found through extra_model_paths.yaml
-    assert info["KandinskyTextEncoderLoader"]["input"]["required"]["text_encoder_name"][0] == ["kandinsky-3"]
+    originals = [d for d in decoders if " / " in d]  # one choice per UNet of the original release folder
+    assert originals == ["Kandinsky3.1 / base", "Kandinsky3.1 / inpainting", "Kandinsky3.1 / flash"]
+    folders = [d for d in decoders if " / " not in d] + ["Kandinsky3.1"]
+    assert sorted(priors + folders) == comfy_server.model_names  # found through extra_model_paths.yaml
+    assert info["KandinskyTextEncoderLoader"]["input"]["required"]["text_encoder_name"][0] == [
+        "kandinsky-3", "Kandinsky3.1 / flan_ul2_encoder"]
 
 
 def test_web_extension_and_workflow_templates_are_served(comfy_server):
