@@ -49,6 +49,8 @@ def install_example_inputs() -> list[Path]:
     import folder_paths
 
     copied = []
+    if not hasattr(folder_paths, "get_input_directory"):  # a stand-in folder_paths (tests)
+        return copied
     try:
         target = Path(folder_paths.get_input_directory())
         for source in sorted(EXAMPLE_INPUTS.glob("*.png")):
