@@ -349,12 +349,13 @@ def test_diffusers_pipeline_with_euler_denoises_unscaled_inputs(ours, references
     swapped.set_progress_bar_config(disable=True)
     theirs = swapped(image_embeds=pos, negative_image_embeds=neg, height=32, width=32, num_inference_steps=STEPS,
                      guidance_scale=GUIDANCE, generator=gen(SEED), output_type="np").images
+    theirs = torch.from_numpy(theirs)
     unet, movq = ours["decoder22"]
     _, correct = run_ours(unet, movq, Embeds(pos, neg, "2.2"), torch.zeros(1, 4, 16, 16), "euler")
     far = max_diff(theirs, correct)
     mean = float((theirs - correct).abs().mean())
     print(f"[unscaled euler pipeline] image max diff {far:.3g}, mean abs diff {mean:.3g}")
-    assert far > 0.2 and mean > 0.02, (far, mean)  # in [0, 1] pixels; ours matches the scaled loop to 1e-4
+    assert far > 0.5 and mean > 0.05, (far, mean)  # in [0, 1] pixels (measured 1.0 and 0.21); ours matches the scaled loop exactly
 
 
 def test_samplers_are_deterministic_per_seed_and_differ_from_each_other(ours):
