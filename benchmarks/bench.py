@@ -9,6 +9,7 @@ the largest end-to-end size. Prints one markdown table with the ratios ours/diff
 
     python benchmarks/bench.py                       # GPU: full size, fp16; CPU: reduced size, fp32
     python benchmarks/bench.py --device cuda --preset full --dtype fp16 --json results.json
+    python benchmarks/bench.py --model 3             # Kandinsky 3 vs Kandinsky3Pipeline (benchmarks/bench_k3.py)
 
 See benchmarks/RESULTS.md for measured tables and what each option does.
 """
@@ -312,6 +313,8 @@ def bench_modes(ours: "Ours", args, device, side: int, modes) -> dict:
 def parse_args(argv=None) -> argparse.Namespace:
     cuda = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", choices=["2.2", "3"], default="2.2",
+                   help="2.2 (this file) or 3 (benchmarks/bench_k3.py: its own options, see its --help)")
     p.add_argument("--device", default="cuda" if cuda else "cpu", help="cuda or cpu (default: cuda if available)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="model size (default: full on cuda, cpu on cpu)")
     p.add_argument("--dtype", choices=sorted(DTYPES), help="weights/compute dtype (default: fp16 on cuda, fp32 on cpu)")
@@ -390,8 +393,17 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _wants_k3(argv: list[str]) -> bool:
+    return any(a == "--model=3" or (a == "--model" and argv[i + 1:i + 2] == ["3"]) for i, a in enumerate(argv))
+
+
 def run(argv=None) -> dict:
     """Run the benchmark; returns the results (also printed as a table)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if _wants_k3(argv):
+        from benchmarks import bench_k3
+
+        return bench_k3.run(argv)
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..kandinsky_core import fp8
 from ..kandinsky_core.loading import originals
 from ..kandinsky_core.loading.components import load_decoder, load_prior, load_text_encoder
+from ..kandinsky_core.loading.repo import read_model_index
 from ..kandinsky_core.runtime import DTYPE_CHOICES, resolve_dtype
 from . import paths, runtime
 from .cache import ModelSlot
@@ -119,6 +120,10 @@ class KandinskyDecoderLoader:
         runtime.check_memory_mode(memory_mode)
         source = str(folder.resolve()) + (f" / {original[1]}" if original else "")  # one UNet of a release
         key = ("decoder", source, unet_dtype, unet_fp8, movq_dtype, memory_mode)
+        version = "3" if original else read_model_index(folder).version
+        if unet_fp8 and version != "3":  # refused before loading anything
+            raise ValueError(f"dtype fp8_e4m3fn is for Kandinsky 3 only, but '{decoder_name}' is a Kandinsky {version} "
+                             "decoder: choose auto, fp16, bf16 or fp32 (its 1.2 B parameters fit in fp16).")
 
         def load():
             if original:  # weights/kandinsky3*.pt of an original ai-forever Kandinsky 3 release

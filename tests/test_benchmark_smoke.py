@@ -2,6 +2,8 @@
 table, writes its JSON, and ours matches diffusers on the same weights inside the benchmark."""
 import json
 
+import torch
+
 from benchmarks import bench
 
 
@@ -48,3 +50,25 @@ def test_cuda_graph_step_wrapper_forwards_calls_and_attributes():
     assert torch.equal(wrapped(x), linear(x))
     assert wrapped.in_features == 3 and wrapped.weight is linear.weight
     assert optimize._eager(wrapped) is linear
+
+
+def test_bench_k3_cpu_tiny(tmp_path, capsys):
+    """bench.py --model 3 on the tiny K3 preset: ours equals Kandinsky3Pipeline on the same weights, and the
+    memory rows run (here fp8 encoder and UNet, streamed: lowvram) and stay close to the baseline."""
+    results = bench.run([
+        "--model", "3", "--device", "cpu", "--preset", "tiny", "--repeats", "1",
+        "--memory-configs", "fp8_lowvram", "--work-dir", str(tmp_path / "repo"),
+        "--json", str(tmp_path / "k3.json"),
+    ])
+    table = capsys.readouterr().out
+    for row in ("load weights -> device (s)", "K3 t2i 64px end-to-end (s)",
+                "ours, fp8_lowvram: s per image (vs baseline)", "ours, fp8_lowvram: encoder (s) (vs baseline)"):
+        assert f"| {row} |" in table, row
+    pair = results["e2e"][64]
+    # 64 px asks for 8x8 latents (the real MoVQ's factor 8); the tiny MoVQ's factor 2 decodes them to 16 px
+    assert pair["ours"]["output"].shape == pair["diffusers"]["output"].shape == (1, 16, 16, 3)
+    assert (pair["ours"]["output"] - pair["diffusers"]["output"]).abs().max() <= 1e-4
+    memory = results["memory"]
+    assert torch.equal(memory["baseline"]["image"], pair["ours"]["output"])
+    assert 0 < (memory["fp8_lowvram"]["image"] - memory["baseline"]["image"]).abs().mean() < 0.05
+    assert json.loads((tmp_path / "k3.json").read_text())["preset"] == "tiny"

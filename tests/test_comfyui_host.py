@@ -322,6 +322,22 @@ def test_api_workflow_runs_through_post_prompt(comfy_server, name):
     assert (comfy_server.base / "output" / image["subfolder"] / image["filename"]).is_file()
 
 
+@pytest.mark.parametrize("encoder_mode,decoder_mode", [("model_offload", "lowvram"), ("lowvram", "model_offload")])
+def test_kandinsky3_fp8_and_memory_modes_through_post_prompt(comfy_server, encoder_mode, decoder_mode):
+    """The Kandinsky 3 workflow with fp8_e4m3fn weights and the offload modes in ComfyUI's model management."""
+    prompt, side = tiny_prompt(comfy_server, load_api("kandinsky-3-text-to-image"), f"k3-{encoder_mode}")
+    for node in prompt.values():
+        if node["class_type"] in ("KandinskyTextEncoderLoader", "KandinskyDecoderLoader"):
+            mode = encoder_mode if node["class_type"] == "KandinskyTextEncoderLoader" else decoder_mode
+            node["inputs"].update(dtype="fp8_e4m3fn", memory_mode=mode)
+    entry = comfy_server.wait(comfy_server.queue(prompt))
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[:4000]
+    saved = [image for nid, out in entry["outputs"].items() for image in out.get("images", [])
+             if prompt[nid]["class_type"] == "SaveImage"]
+    query = urllib.parse.urlencode({k: saved[0][k] for k in ("filename", "subfolder", "type")})
+    assert png_size(comfy_server.get_bytes(f"/view?{query}")) == (side, side)
+
+
 def test_depth_unet_without_hint_is_the_nodes_error_in_history(comfy_server):
     prompt, _ = tiny_prompt(comfy_server, load_api("kandinsky-2-2-depth-text-to-image"), "nohint")
     sampler = next(nid for nid, n in prompt.items() if n["class_type"] == "KandinskyUNetSampler")

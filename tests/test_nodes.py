@@ -155,7 +155,7 @@ def test_loaded_models_are_cached_and_released(nodes, models):
     call(loader, decoder_name=DECODER, dtype="fp32")  # switch: the bf16 decoder is released
     gc.collect()
     assert key not in cache.cached_keys() and unet_module() is None
-    fp32_key = (key[0], key[1], torch.float32, torch.float32, "auto")
+    fp32_key = (key[0], key[1], torch.float32, False, torch.float32, "auto")  # False: no fp8 storage
     assert fp32_key in cache.cached_keys()
     del loader  # a node removed from the graph lets go of its model (here shared with the fixture's loader)
     gc.collect()
