@@ -168,3 +168,26 @@ def test_k3_sampler_refuses_hints_and_masks(ours):
     with pytest.raises(ValueError, match="without a mask"):
         decoder.sample(ours.unet, embeds, torch.zeros(1, 4, 8, 8), generator=gen(0), steps=2, runtime=RT,
                        mask=torch.ones(1, 16, 16))
+
+
+def test_unet_with_separate_out_channels():
+    """The original 3.1 inpainting UNet layout: 9 channels in (latent, masked latent, mask), eps (4) out."""
+    from tiny_models.k3 import K3_UNET
+
+    config = UNet3Config(**{**K3_UNET, "block_out_channels": (32, 64), "in_channels": 9}, out_channels=4)
+    unet = Kandinsky3UNet(config).eval()
+    assert unet.conv_in.weight.shape[1] == 9 and unet.conv_out.weight.shape[0] == 4
+    with torch.no_grad():
+        out = unet(torch.randn(1, 9, 8, 8), 10, torch.randn(1, 3, 32), torch.ones(1, 3, dtype=torch.bool))
+    assert out.shape == (1, 4, 8, 8)
+
+
+def test_encode_prompts_bf16_matches_diffusers(repo):
+    """A bf16 encoder gives diffusers' bf16 states exactly (returned as float32, which holds them losslessly)."""
+    pipe = reference_k3(repo)
+    pipe.text_encoder.to(torch.bfloat16)
+    ref, ref_neg, _, _ = pipe.encode_prompt([PROMPT], True, device="cpu", negative_prompt=["red cat"],
+                                           _cut_context=True)
+    got = text3.encode_prompts(load_text_encoder(repo, torch.bfloat16), [PROMPT], "red cat", RT)
+    assert ref.dtype == torch.bfloat16 and got.embeds.dtype == torch.float32
+    assert torch.equal(got.embeds, ref.float()) and torch.equal(got.negative_embeds, ref_neg.float())

@@ -138,3 +138,21 @@ def test_sharded_and_fp16_variant_text_encoder(repo, tmp_path):
     shutil.copytree(repo, variant)
     (variant / "text_encoder" / "model.safetensors").rename(variant / "text_encoder" / "model.fp16.safetensors")
     assert torch.equal(_encode(load_text_encoder(variant)), reference)
+
+
+def test_tokenizer_from_spiece_model_only(tmp_path):
+    """A tokenizer folder with only spiece.model (no tokenizer.json) loads too."""
+    import io
+
+    spm = pytest.importorskip("sentencepiece")
+    words = "a painting of a squirrel eating a burger red cat dog photo blurry low quality".split()
+    corpus = [" ".join(words[i:] + words[:i]) for i in range(len(words))] * 20
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(corpus), model_writer=model, vocab_size=60,
+                                   model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                   hard_vocab_limit=False, minloglevel=2)
+    (tmp_path / "spiece.model").write_bytes(model.getvalue())
+    tokenizer = t5.load_t5_tokenizer(tmp_path)
+    ids = tokenizer(["a red cat"], padding="max_length", max_length=8).input_ids[0]
+    eos = ids.index(1)  # word pieces, </s>, then <pad>; no <unk>
+    assert eos >= 1 and 2 not in ids[:eos] and ids[eos + 1:] == [0] * (len(ids) - eos - 1)

@@ -17,6 +17,7 @@ from ..models import clip
 from ..models.movq import MoVQ, rename_legacy_attention_keys
 from ..models.prior import KandinskyPrior
 from ..models.unet import KandinskyUNet
+from ..models.unet3 import Kandinsky3UNet
 from .repo import component_dir, read_component_config, read_json, read_model_index
 from .strict import empty_weights, load_strict, state_dict_shapes
 from .weights import read_component_weights
@@ -90,7 +91,8 @@ def _check_prior_widths(repo: Path, prior, text_encoder, image_encoder) -> None:
 
 def load_decoder(repo_dir: str | Path, dtype: torch.dtype = torch.float32,
                  movq_dtype: torch.dtype | None = None) -> tuple[DecoderUNet, MoVQModel]:
-    """A decoder repo (kandinsky-2-2-decoder / -decoder-inpaint / -controlnet-depth, kandinsky-2-1[-inpaint])."""
+    """A decoder repo (kandinsky-2-2-decoder / -decoder-inpaint / -controlnet-depth, kandinsky-2-1[-inpaint]) or a
+    kandinsky-3 repo (its UNet and MoVQ; the K3 text encoder loads with `load_text_encoder`)."""
     repo = Path(repo_dir)
     index = read_model_index(repo)
     if index.role != "decoder":
@@ -133,8 +135,6 @@ def _load_decoder3(repo: Path, dtype: torch.dtype) -> DecoderUNet:
     unet_dir = component_dir(repo, "unet")
     config = UNet3Config.from_dict(read_component_config(unet_dir))
     variant = detect_unet3_variant(config)
-    from ..models.unet3 import Kandinsky3UNet
-
     unet = _load_module(unet_dir, lambda: Kandinsky3UNet(config), "unet", variant.name, dtype)
     return DecoderUNet(
         name=repo.name,

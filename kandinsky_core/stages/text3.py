@@ -35,12 +35,13 @@ def encode_prompts(text_encoder: TextEncoderModels, prompts: list[str], negative
     runtime.load(text_encoder.modules())
     hidden, mask = encode(text_encoder.text_encoder, text_encoder.tokenizer, prompts)
     hidden, mask = _cut_context(hidden, mask)
-    # diffusers casts to the encoder's dtype here; float32 holds every fp16/bf16 value exactly
-    embeds = (hidden * mask[:, :, None]).to(text_encoder.dtype).float().cpu()
+    # diffusers casts to the encoder's dtype here, which the states already have (the final norm's dtype);
+    # float32 holds every fp16/bf16 value exactly
+    embeds = (hidden * mask[:, :, None]).float().cpu()
     if negative_prompt:
         neg_hidden, neg_mask = encode(text_encoder.text_encoder, text_encoder.tokenizer, [negative_prompt])
         neg_hidden, neg_mask = neg_hidden[:, : mask.shape[1]], neg_mask[:, : mask.shape[1]]
-        negative = (neg_hidden * neg_mask[:, :, None]).to(text_encoder.dtype).float().cpu()
+        negative = (neg_hidden * neg_mask[:, :, None]).float().cpu()
         negative, neg_mask = negative.expand_as(embeds).contiguous(), neg_mask.expand_as(mask).contiguous()
     else:
         negative, neg_mask = torch.zeros_like(embeds), torch.zeros_like(mask)
