@@ -1,8 +1,8 @@
 """Discrete-ε denoiser around the Kandinsky UNets, for the k-diffusion-style samplers.
 
-D(x, σ) = x - σ·ε̂(x / √(σ² + 1), t(σ)): the UNet was trained on x_t = √ᾱ_t·x₀ + √(1-ᾱ_t)·ε, which is
-x_σ / √(σ² + 1) for σ = √((1-ᾱ_t)/ᾱ_t). Guidance, the inpaint UNets' extra channels, the depth hint, 2.1's
-text states and the learned-variance split live here, not in the samplers.
+D(x, σ) = x - σ·ε̂(x / √(σ² + 1), t(σ)): the UNet was trained on x_t = √ᾱ_t·x₀ + √(1-ᾱ_t)·ε,
+which is x_σ / √(σ² + 1) for σ = √((1-ᾱ_t)/ᾱ_t). Guidance, the inpaint UNets' extra channels, the depth
+hint, 2.1's text states and the learned-variance split live here, not in the samplers.
 """
 from __future__ import annotations
 
