@@ -40,7 +40,10 @@ class KandinskyUNetSampler:
                 "sampler": (decoder_stage.SAMPLERS, {
                     "default": "ddpm",
                     "tooltip": "ddpm: the scheduler the 2.2 decoder repos ship; ddim: deterministic DDIM with the "
-                               "same training schedule. Both match the diffusers pipelines with that scheduler.",
+                               "same training schedule. Both match the diffusers pipelines with that scheduler. "
+                               "euler, euler_ancestral, heun, dpmpp_2m (plain, _karras, _sde_karras): k-diffusion "
+                               "samplers over the repo's own sigmas, equal to diffusers' Euler / Euler a / Heun / "
+                               "DPM-Solver++ schedulers (heun: 2 UNet calls per step).",
                 }),
                 "denoise": ("FLOAT", {
                     "default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01,

@@ -91,8 +91,9 @@ def _timestep_np(sigmas: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 
 def _check_steps(config: SchedulerConfig, steps: int) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= config.num_train_timesteps:
-        raise ValueError(f"steps must be an integer from 1 to {config.num_train_timesteps}, got {steps!r}.")
+    total = config.num_train_timesteps
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= total:
+        raise ValueError(f"steps must be an integer from 1 to {total}, got {steps!r}.")
 
 
 def _with_final_zero(sigmas: np.ndarray) -> torch.Tensor:

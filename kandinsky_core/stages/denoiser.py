@@ -1,8 +1,8 @@
 """Discrete-ε denoiser around the Kandinsky UNets, for the k-diffusion-style samplers.
 
-D(x, σ) = x - σ·ε̂(x / √(σ² + 1), t(σ)): the UNet was trained on x_t = √ᾱ_t·x₀ + √(1-ᾱ_t)·ε, which is
-x_σ / √(σ² + 1) for σ = √((1-ᾱ_t)/ᾱ_t). Guidance, the inpaint UNets' extra channels, the depth hint, 2.1's
-text states and the learned-variance split live here, not in the samplers.
+D(x, σ) = x - σ·ε̂(x / √(σ² + 1), t(σ)): the UNet was trained on x_t = √ᾱ_t·x₀ + √(1-ᾱ_t)·ε,
+which is x_σ / √(σ² + 1) for σ = √((1-ᾱ_t)/ᾱ_t). Guidance, the inpaint UNets' extra channels, the depth
+hint, 2.1's text states and the learned-variance split live here, not in the samplers.
 """
 from __future__ import annotations
 
@@ -89,11 +89,11 @@ class KandinskyDenoiser:
         return float(timestep_for(sigma, self.sigma_table).round())
 
     def eps(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Guided ε̂ at (x, σ) in fp32."""
+        """Guided ε̂ at (x, σ), in x's dtype."""
         x_in = (x / (sigma**2 + 1) ** 0.5).to(self.unet.dtype)
         if self.cfg:
             x_in = torch.cat([x_in, x_in])  # [uncond, cond] rows
-        eps = unet_eps(self.unet, x_in, self.timestep(sigma), self.cond, self.extra, self.hint).float()
+        eps = unet_eps(self.unet, x_in, self.timestep(sigma), self.cond, self.extra, self.hint).to(x.dtype)
         if self.cfg:
             uncond, cond = eps.chunk(2)
             eps = self.guided(uncond, cond, self.guidance_scale)
