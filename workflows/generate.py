@@ -143,6 +143,7 @@ class NodeSpec:
     inputs: list[Slot]  # in the frontend's order: sockets first, then widget inputs
     widgets: list[str]  # widget names in widgets_values order ("control_after_generate" after a seed)
     outputs: list[tuple[str, str]]
+    defaults: dict = field(default_factory=dict)  # optional widget -> its default, used when a graph gives none
 
 
 def _is_widget(kind) -> bool:
@@ -187,8 +188,10 @@ def node_spec(node_type: str, pairs: int = 2) -> NodeSpec:
     if node_type == "KandinskyInterpolate":
         widgets = [f"weight_{i}" for i in range(1, pairs + 1)]  # widgets_values follow the pair order
     names = getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES
+    defaults = {name: opts["default"] for name, kind, opts, optional in entries
+                if optional and _is_widget(kind) and "default" in opts}
     return NodeSpec(pack.NODE_DISPLAY_NAME_MAPPINGS.get(node_type, node_type), slots, widgets,
-                    list(zip(names, cls.RETURN_TYPES)))
+                    list(zip(names, cls.RETURN_TYPES)), defaults)
 
 
 @dataclass
@@ -245,6 +248,8 @@ class Graph:
         for name in spec.widgets:
             if name == "control_after_generate":  # the seed widget's companion; not sent to the server
                 values.append(node.values.get(name, "fixed"))
+            elif name not in node.values and name in spec.defaults:  # an optional widget the graph leaves as is
+                values.append(spec.defaults[name])
             else:
                 if name not in node.values:
                     raise KeyError(f"{self.name}: node {node.id} ({node.type}) has no value for widget {name!r}")
