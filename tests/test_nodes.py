@@ -33,12 +33,17 @@ DESIGN_TABLE = {
                                "guidance_scale"], [], ["KANDINSKY_EMBEDS"]),
     "KandinskyDepthHint": (["image"], [], ["KANDINSKY_HINT"]),
     "KandinskyMaskInvert": (["mask"], [], ["MASK"]),
-    "KandinskyMoVQEncode": (["movq", "image"], ["mask"], ["LATENT"]),
+    "KandinskyMoVQEncode": (["movq", "image"], ["mask", "tile_size"], ["LATENT"]),
     "KandinskyUNetSampler": (["unet", "embeds", "latent", "seed", "steps", "guidance_scale", "sampler", "denoise"],
                              ["hint"], ["LATENT"]),
-    "KandinskyMoVQDecode": (["movq", "latent"], [], ["IMAGE"]),
+    "KandinskyMoVQDecode": (["movq", "latent"], ["tile_size"], ["IMAGE"]),
     "KandinskyTextEncoderLoader": (["text_encoder_name", "dtype"], ["memory_mode"], ["KANDINSKY_TEXT_ENCODER"]),
     "KandinskyTextEncode": (["text_encoder", "prompt", "negative_prompt"], [], ["KANDINSKY_EMBEDS"]),
+    "KandinskyUNetToModel": (["unet"], [], ["MODEL"]),
+    "KandinskyConditioning": (["embeds"], ["hint"], ["CONDITIONING", "CONDITIONING"]),
+    "KandinskyMoVQToVAE": (["movq"], [], ["VAE"]),
+    "KandinskyDepthModelLoader": (["depth_model_name"], [], ["KANDINSKY_DEPTH_MODEL"]),
+    "KandinskyDepthEstimate": (["depth_model", "image"], [], ["IMAGE"]),
 }
 MODEL_LIST = "<kandinsky repo folders>"  # loader combos depend on the installed models: not in the snapshot
 
@@ -81,7 +86,7 @@ def contract_snapshot(nodes) -> dict:
             inputs[section] = {}
             for name, (kind, *rest) in entries.items():
                 options = {k: v for k, v in (rest[0] if rest else {}).items() if k != "tooltip"}
-                if name in ("prior_name", "decoder_name"):
+                if name in ("prior_name", "decoder_name", "depth_model_name"):
                     kind = MODEL_LIST
                 inputs[section][name] = [kind, options]
         snapshot[node_id] = {
