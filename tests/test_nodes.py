@@ -12,7 +12,7 @@ import weakref
 
 import pytest
 import torch
-from tiny_models.node_repos import (DECODER, DEPTH, INPAINT, K3, NOT_A_REPO, OTHER_PIPELINE, PRIOR, assert_same,  # noqa: F401
+from tiny_models.node_repos import (DECODER, DEPTH, DEPTH_ESTIMATOR, INPAINT, K3, NOT_A_REPO, OTHER_PIPELINE, PRIOR, assert_same,  # noqa: F401
                                     block_mask, call, core, gen, models, node_inputs, nodes, rand_image,
                                     tiny_model_dir)
 
@@ -214,12 +214,16 @@ def test_every_node_runs_from_defaults(nodes, models, core):
         "KandinskyTextEncoderLoader": {},
         "KandinskyTextEncode": {"text_encoder": call(nodes["KandinskyTextEncoderLoader"], text_encoder_name=K3,
                                                      dtype="fp32")[0]},
+        "KandinskyDepthModelLoader": {},
+        "KandinskyDepthEstimate": {"depth_model": call(nodes["KandinskyDepthModelLoader"],
+                                                       depth_model_name=DEPTH_ESTIMATOR)[0], "image": image},
     }
     kinds = {
         "KANDINSKY_PRIOR": core.components.PriorModels, "KANDINSKY_UNET": core.components.DecoderUNet,
         "KANDINSKY_MOVQ": core.components.MoVQModel, "KANDINSKY_EMBEDS": core.payloads.Embeds,
         "KANDINSKY_HINT": core.payloads.Hint, "IMAGE": torch.Tensor, "MASK": torch.Tensor, "LATENT": dict,
         "KANDINSKY_TEXT_ENCODER": core.components.TextEncoderModels,
+        "KANDINSKY_DEPTH_MODEL": core.components.DepthModel,
     }
     kinds_of = {"KandinskyTextEncode": {"KANDINSKY_EMBEDS": core.payloads.TextEmbeds}}
     for node_id, cls in nodes.items():
