@@ -98,3 +98,17 @@ class TextEncoderModels:
 
     def modules(self) -> list[nn.Module]:
         return [self.text_encoder]
+
+
+@dataclass(eq=False)
+class DepthModel:
+    """KANDINSKY_DEPTH_MODEL: a transformers depth-estimation model folder (DPT, Depth Anything, ...)."""
+
+    name: str  # folder name
+    model: nn.Module  # an AutoModelForDepthEstimation class, e.g. DPTForDepthEstimation
+    image_processor: Any  # its image processor (preprocessor_config.json), as transformers' pipeline uses it
+    dtype: torch.dtype
+    memory_mode: str = "auto"  # host residency chosen in the loader: "auto" or one of memory.MEMORY_MODES
+
+    def modules(self) -> list[nn.Module]:
+        return [self.model]

@@ -11,6 +11,7 @@ from .paths import in_comfyui, install_example_inputs, register_comfy_folder
 from .prior_nodes import KandinskyImageEmbed, KandinskyPriorEmb2Emb, KandinskyPriorEncode
 from .loaders import KandinskyTextEncoderLoader
 from .text_nodes import KandinskyTextEncode
+from .depth_nodes import KandinskyDepthEstimate, KandinskyDepthModelLoader
 
 NODE_CLASS_MAPPINGS = {
     "KandinskyPriorLoader": KandinskyPriorLoader,
@@ -29,6 +30,8 @@ NODE_CLASS_MAPPINGS = {
     "KandinskyUNetToModel": KandinskyUNetToModel,
     "KandinskyConditioning": KandinskyConditioning,
     "KandinskyMoVQToVAE": KandinskyMoVQToVAE,
+    "KandinskyDepthModelLoader": KandinskyDepthModelLoader,
+    "KandinskyDepthEstimate": KandinskyDepthEstimate,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -48,6 +51,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "KandinskyUNetToModel": "Kandinsky UNet to MODEL",
     "KandinskyConditioning": "Kandinsky Conditioning",
     "KandinskyMoVQToVAE": "Kandinsky MoVQ to VAE",
+    "KandinskyDepthModelLoader": "Kandinsky Depth Model Loader",
+    "KandinskyDepthEstimate": "Kandinsky Depth Estimate",
 }
 
 if in_comfyui():  # the import-time side effects: models/kandinsky a ComfyUI model folder, example inputs

@@ -195,3 +195,31 @@ def resolve_original_unet(name: str) -> tuple[Path, str] | None:
     from ..kandinsky_core.loading.originals import UNET_FILES
 
     return resolve_original(name, tuple(UNET_FILES))
+
+
+def list_depth_models() -> list[str]:
+    """Names of the depth-estimation model folders (transformers layout) across all roots."""
+    from ..kandinsky_core.loading.depth import list_depth_folders
+
+    names: list[str] = []
+    for root in model_roots():
+        names += [n for n in list_depth_folders(root) if n not in names]
+    return names
+
+
+def resolve_depth_model(name: str) -> Path:
+    """The depth-estimation model folder behind a loader's name; a clear error if it is unknown or not one."""
+    from ..kandinsky_core.loading.depth import DOWNLOAD_HINT as DEPTH_HINT, is_depth_model_folder
+
+    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ValueError(f"Invalid depth model name {name!r}: expected a folder name as listed by the loader.")
+    candidates = [root / name for root in model_roots()]
+    folder = next((c for c in candidates if is_depth_model_folder(c)), None)
+    if folder is not None:
+        return folder
+    existing = next((c for c in candidates if c.is_dir()), None)
+    if existing is not None:
+        raise ValueError(f"{existing} is not a depth-estimation model folder (a config.json whose architectures "
+                         f"end in ForDepthEstimation, and a preprocessor_config.json). {DEPTH_HINT}")
+    raise ValueError(f"Unknown depth model {name!r}: no such folder in {[str(r) for r in model_roots()]}. "
+                     f"Available: {list_depth_models() or 'none'}. {DEPTH_HINT}")

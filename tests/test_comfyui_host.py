@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models.node_repos import DEPTH_ESTIMATOR
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / "workflows"
@@ -66,7 +67,9 @@ def free_port() -> int:
 
 
 def build_tiny_models(models: Path) -> list[str]:
-    """Tiny random Kandinsky repos under the README's folder names (2.1 ones when their builder exists)."""
+    """Tiny random Kandinsky repos under the README's folder names (2.1 ones when their builder exists) and a tiny
+    depth estimator (dpt-hybrid-midas); returns the Kandinsky repos' names."""
+    from tiny_models.depth import build_dpt
     from tiny_models.k3 import build_k3_repo
     from tiny_models.k3_original_release import build_original_release
     from tiny_models.repos import build_decoder_repo, build_prior_repo
@@ -94,6 +97,7 @@ def build_tiny_models(models: Path) -> list[str]:
         torch.manual_seed(0)
         shutil.move(str(build(models.parent / "_build" / name)), str(models / name))
     shutil.rmtree(models.parent / "_build", ignore_errors=True)
+    build_dpt(models / DEPTH_ESTIMATOR)
     return sorted(builders)
 
 
@@ -348,6 +352,7 @@ def test_every_node_appears_in_object_info_with_its_inputs(comfy_server, pack, m
     assert sorted(priors + folders) == comfy_server.model_names  # found through extra_model_paths.yaml
     assert info["KandinskyTextEncoderLoader"]["input"]["required"]["text_encoder_name"][0] == [
         "kandinsky-3", "Kandinsky3.1 / flan_ul2_encoder"]
+    assert info["KandinskyDepthModelLoader"]["input"]["required"]["depth_model_name"][0] == [DEPTH_ESTIMATOR]
 
 
 def test_web_extension_and_workflow_templates_are_served(comfy_server):

@@ -12,7 +12,7 @@ import weakref
 
 import pytest
 import torch
-from tiny_models.node_repos import (DECODER, DEPTH, INPAINT, K3, NOT_A_REPO, OTHER_PIPELINE, PRIOR, assert_same,  # noqa: F401
+from tiny_models.node_repos import (DECODER, DEPTH, DEPTH_ESTIMATOR, INPAINT, K3, NOT_A_REPO, OTHER_PIPELINE, PRIOR, assert_same,  # noqa: F401
                                     block_mask, call, core, gen, models, node_inputs, nodes, rand_image,
                                     tiny_model_dir)
 
@@ -33,15 +33,17 @@ DESIGN_TABLE = {
                                "guidance_scale"], [], ["KANDINSKY_EMBEDS"]),
     "KandinskyDepthHint": (["image"], [], ["KANDINSKY_HINT"]),
     "KandinskyMaskInvert": (["mask"], [], ["MASK"]),
-    "KandinskyMoVQEncode": (["movq", "image"], ["mask"], ["LATENT"]),
+    "KandinskyMoVQEncode": (["movq", "image"], ["mask", "tile_size"], ["LATENT"]),
     "KandinskyUNetSampler": (["unet", "embeds", "latent", "seed", "steps", "guidance_scale", "sampler", "denoise"],
                              ["hint"], ["LATENT"]),
-    "KandinskyMoVQDecode": (["movq", "latent"], [], ["IMAGE"]),
+    "KandinskyMoVQDecode": (["movq", "latent"], ["tile_size"], ["IMAGE"]),
     "KandinskyTextEncoderLoader": (["text_encoder_name", "dtype"], ["memory_mode"], ["KANDINSKY_TEXT_ENCODER"]),
     "KandinskyTextEncode": (["text_encoder", "prompt", "negative_prompt"], [], ["KANDINSKY_EMBEDS"]),
     "KandinskyUNetToModel": (["unet"], [], ["MODEL"]),
     "KandinskyConditioning": (["embeds"], ["hint"], ["CONDITIONING", "CONDITIONING"]),
     "KandinskyMoVQToVAE": (["movq"], [], ["VAE"]),
+    "KandinskyDepthModelLoader": (["depth_model_name"], [], ["KANDINSKY_DEPTH_MODEL"]),
+    "KandinskyDepthEstimate": (["depth_model", "image"], [], ["IMAGE"]),
 }
 MODEL_LIST = "<kandinsky repo folders>"  # loader combos depend on the installed models: not in the snapshot
 
@@ -84,7 +86,7 @@ def contract_snapshot(nodes) -> dict:
             inputs[section] = {}
             for name, (kind, *rest) in entries.items():
                 options = {k: v for k, v in (rest[0] if rest else {}).items() if k != "tooltip"}
-                if name in ("prior_name", "decoder_name"):
+                if name in ("prior_name", "decoder_name", "depth_model_name"):
                     kind = MODEL_LIST
                 inputs[section][name] = [kind, options]
         snapshot[node_id] = {
@@ -213,6 +215,9 @@ def test_every_node_runs_from_defaults(nodes, models, core):
         "KandinskyTextEncode": {"text_encoder": call(nodes["KandinskyTextEncoderLoader"], text_encoder_name=K3,
                                                      dtype="fp32")[0]},
         "KandinskyConditioning": {"embeds": embeds},
+        "KandinskyDepthModelLoader": {},
+        "KandinskyDepthEstimate": {"depth_model": call(nodes["KandinskyDepthModelLoader"],
+                                                       depth_model_name=DEPTH_ESTIMATOR)[0], "image": image},
     }
     comfy_only = {"KandinskyUNetToModel", "KandinskyMoVQToVAE"}  # make ComfyUI objects: tests/test_bridge*.py
     kinds = {
@@ -221,6 +226,7 @@ def test_every_node_runs_from_defaults(nodes, models, core):
         "KANDINSKY_HINT": core.payloads.Hint, "IMAGE": torch.Tensor, "MASK": torch.Tensor, "LATENT": dict,
         "KANDINSKY_TEXT_ENCODER": core.components.TextEncoderModels,
         "CONDITIONING": list,
+        "KANDINSKY_DEPTH_MODEL": core.components.DepthModel,
     }
     kinds_of = {"KandinskyTextEncode": {"KANDINSKY_EMBEDS": core.payloads.TextEmbeds}}
     for node_id, cls in nodes.items():

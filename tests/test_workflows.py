@@ -57,8 +57,9 @@ CORE_INPUTS = {
 COMFY_SAMPLING = {"KSampler", "VAEDecode", "VAEEncode", "VAEEncodeForInpaint", "SamplerCustomAdvanced", "RandomNoise",
                   "CFGGuider", "KSamplerSelect", "BasicScheduler"}  # no CI stand-ins: these run on the real host
 VIRTUAL = {"MarkdownNote", "Note"}  # editor-only nodes: in UI files, never in the API format
-MODEL_INPUTS = ("prior_name", "decoder_name", "text_encoder_name")  # combo values that depend on the installed models
-MODEL_FOLDERS = {  # the folders the README's download commands create, and what each holds
+MODEL_INPUTS = ("prior_name", "decoder_name", "text_encoder_name", "depth_model_name")  # depend on installed models
+MODEL_FOLDERS = {  # the folders the README's download commands create, and what each holds (a role and a version;
+    # depth estimators are transformers folders, for any Kandinsky version)
     "kandinsky-2-2-prior": ("prior", "2.2"), "kandinsky-2-2-decoder": ("decoder", "2.2"),
     "kandinsky-2-2-decoder-inpaint": ("decoder", "2.2"), "kandinsky-2-2-controlnet-depth": ("decoder", "2.2"),
     "kandinsky-2-1-prior": ("prior", "2.1"), "kandinsky-2-1": ("decoder", "2.1"),
@@ -66,6 +67,7 @@ MODEL_FOLDERS = {  # the folders the README's download commands create, and what
     # choices inside the original ai-forever release folder (one per UNet, and its text encoder)
     "Kandinsky3.1 / inpainting": ("decoder", "3"), "Kandinsky3.1 / flash": ("decoder", "3"),
     "Kandinsky3.1 / flan_ul2_encoder": ("decoder", "3"),
+    "dpt-hybrid-midas": ("depth", None), "Depth-Anything-V2-Small-hf": ("depth", None),
 }
 EXPECTED = {  # the tasks the issue asks for, by file name
     "kandinsky-2-2-text-to-image", "kandinsky-2-2-image-to-image", "kandinsky-2-2-inpaint",
@@ -261,11 +263,14 @@ def test_model_folders_match_the_loaders_and_the_task(pack):
             for key, role in (("prior_name", "prior"), ("decoder_name", "decoder"), ("text_encoder_name", "decoder")):
                 if key in node["inputs"]:
                     assert MODEL_FOLDERS[node["inputs"][key]] == (role, version), f"{name}: {node['inputs'][key]}"
+            if "depth_model_name" in node["inputs"]:
+                assert MODEL_FOLDERS[node["inputs"]["depth_model_name"]][0] == "depth", name
         decoders = {n["inputs"]["decoder_name"] for n in api.values() if "decoder_name" in n["inputs"]}
         if "inpaint" in name:
             assert all("inpaint" in d for d in decoders), name
         elif "depth" in name:
             assert decoders == {"kandinsky-2-2-controlnet-depth"}, name
+            assert {n["class_type"] for n in api.values()} >= {"KandinskyDepthModelLoader", "KandinskyDepthEstimate"}
         else:
             assert not any("inpaint" in d or "depth" in d for d in decoders), name
 

@@ -40,8 +40,9 @@ MODELS = {  # loader widget values: the folders the README's `hf download` comma
     "inpaint21": "kandinsky-2-1-inpaint",
     "k3": "kandinsky-3",
     "k31": "Kandinsky3.1",  # the original ai-forever release (weights/*.pt), see docs/KANDINSKY_3_ORIGINALS.md
+    "dpt": "dpt-hybrid-midas",  # the depth estimator of diffusers' depth ControlNet examples
 }
-HUB_OWNER = {"k31": "ai-forever"}  # kandinsky-community otherwise
+HUB_OWNER = {"k31": "ai-forever", "dpt": "Intel"}  # kandinsky-community otherwise
 
 # ComfyUI core nodes (0.3.64) used by the workflows: display name, inputs as (name, type, optional),
 # widget specs ("COMBO" for combos; LoadImage's upload button is a widget input that sends nothing),
@@ -143,6 +144,7 @@ class NodeSpec:
     inputs: list[Slot]  # in the frontend's order: sockets first, then widget inputs
     widgets: list[str]  # widget names in widgets_values order ("control_after_generate" after a seed)
     outputs: list[tuple[str, str]]
+    defaults: dict = field(default_factory=dict)  # optional widget -> its default, used when a graph gives none
 
 
 def _is_widget(kind) -> bool:
@@ -187,8 +189,10 @@ def node_spec(node_type: str, pairs: int = 2) -> NodeSpec:
     if node_type == "KandinskyInterpolate":
         widgets = [f"weight_{i}" for i in range(1, pairs + 1)]  # widgets_values follow the pair order
     names = getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES
+    defaults = {name: opts["default"] for name, kind, opts, optional in entries
+                if optional and _is_widget(kind) and "default" in opts}
     return NodeSpec(pack.NODE_DISPLAY_NAME_MAPPINGS.get(node_type, node_type), slots, widgets,
-                    list(zip(names, cls.RETURN_TYPES)))
+                    list(zip(names, cls.RETURN_TYPES)), defaults)
 
 
 @dataclass
@@ -245,6 +249,8 @@ class Graph:
         for name in spec.widgets:
             if name == "control_after_generate":  # the seed widget's companion; not sent to the server
                 values.append(node.values.get(name, "fixed"))
+            elif name not in node.values and name in spec.defaults:  # an optional widget the graph leaves as is
+                values.append(spec.defaults[name])
             else:
                 if name not in node.values:
                     raise KeyError(f"{self.name}: node {node.id} ({node.type}) has no value for widget {name!r}")
@@ -377,6 +383,7 @@ SIZES = {  # node sizes close to what the frontend computes, with room for the i
     "KSampler": (300, 262), "VAEDecode": (210, 46), "VAEEncode": (210, 46), "VAEEncodeForInpaint": (260, 98),
     "SamplerCustomAdvanced": (280, 126), "RandomNoise": (300, 82), "CFGGuider": (260, 98),
     "KSamplerSelect": (300, 58), "BasicScheduler": (300, 106),
+    "KandinskyDepthModelLoader": (320, 58), "KandinskyDepthEstimate": (240, 46),
 }
 
 
@@ -553,30 +560,35 @@ def emb2emb() -> Graph:
 def depth(i2i: bool) -> Graph:
     g = Graph(f"kandinsky-2-2-depth-{'image-to-image' if i2i else 'text-to-image'}")
     _common_notes(g, "## Kandinsky 2.2: depth ControlNet, " + ("image to image" if i2i else "text to image")
-                     + "\n\nThe **Depth map** must be a depth image (near = bright), e.g. from a depth estimator "
-                     "node pack (MiDaS / Depth Anything preprocessors) or a file; *Kandinsky Depth Hint* accepts "
-                     "1 or 3 channels, any size and value range, and resizes it to the output size."
-                     + ("\n\nThe prior runs emb2emb on the input image (strength 0.85) and the decoder re-denoises "
-                        "the encoded image with `denoise` 0.5, as diffusers' ControlnetImg2Img example does."
-                        if i2i else ""),
-                  ("prior22", "depth22"))
+                     + "\n\n*Kandinsky Depth Estimate* turns the input image into a depth map (near = bright) with "
+                     "the depth model (Intel/dpt-hybrid-midas, as diffusers' examples; any transformers "
+                     "depth-estimation folder such as Depth Anything V2 works too); *Kandinsky Depth Hint* "
+                     "resizes it to the output size for the ControlNet. To use a depth map you already have, "
+                     "connect it to the hint node directly (1 or 3 channels, any size and value range)."
+                     + ("\n\nThe same image gives the depth and the start latent. The prior runs emb2emb on it "
+                        "(strength 0.85) and the decoder re-denoises the encoded image with `denoise` 0.5, as "
+                        "diffusers' ControlnetImg2Img example does." if i2i else ""),
+                  ("prior22", "depth22", "dpt"))
     prior = _prior(g, "2.2")
     decoder = _decoder(g, "depth22")
-    depth_map = _load_image(g, 0, "Depth map (near = bright)")
-    hint = _node(g, "KandinskyDepthHint", (X_PREP, 700), "Depth map to hint", {"image": depth_map.out()})
-    _node(g, "PreviewImage", (X_PREP, 790), "Depth map preview", {"images": depth_map.out()})
+    source = _load_image(g, 0, "Input image")
+    scaled = _scale(g, source, 350, 768)
+    depth_model = _node(g, "KandinskyDepthModelLoader", (X_LOAD, Y_IMAGES + Y_IMAGE_STEP), "Load depth model",
+                        depth_model_name=MODELS["dpt"])
+    depth_map = _node(g, "KandinskyDepthEstimate", (X_PREP, 640), "Image to depth map",
+                      {"depth_model": depth_model.out(), "image": scaled.out()})
+    hint = _node(g, "KandinskyDepthHint", (X_PREP, 730), "Depth map to hint", {"image": depth_map.out()})
+    _node(g, "PreviewImage", (X_PREP, 820), "Depth map preview", {"images": depth_map.out()})
     if i2i:
-        source = _load_image(g, 1, "Input image")
         embeds = _node(g, "KandinskyPriorEmb2Emb", (X_PREP, 0), "Prior: image + text to embeds",
                        {"prior": prior.out(), "image": source.out()}, prompt="A robot, 4k photo",
                        negative_prompt=DEPTH_NEGATIVE, strength=0.85, seed=43, steps=25, guidance_scale=4.0)
-        scaled = _scale(g, source, 350, 768)
         latent = _node(g, "KandinskyMoVQEncode", (X_PREP, 530), "MoVQ: image to latent",
                        {"movq": decoder.out(1), "image": scaled.out()}, tile_size=0)
         _sample_and_save(g, decoder, embeds, latent, "kandinsky22_depth_i2i", denoise=0.5, hint=hint, seed=43)
     else:
         embeds = _text(g, prior, "A robot, 4k photo", negative=DEPTH_NEGATIVE, seed=43)
-        latent = _empty_latent(g, 330, 768)
+        latent = _empty_latent(g, 530, 768)
         _sample_and_save(g, decoder, embeds, latent, "kandinsky22_depth_t2i", hint=hint, seed=43)
     return g
 

@@ -75,15 +75,37 @@ def _tied_groups(module: nn.Module) -> list[list[str]]:
     return [keys for keys in by_tensor.values() if len(keys) > 1]
 
 
+def _renamed_as_transformers_loads(module: nn.Module, state_dict: dict[str, torch.Tensor]) -> dict:
+    """Apply transformers' checkpoint renamings (5.x `conversion_mapping`) to the keys the module does not
+    know; transformers 4.x has none (its module names are the checkpoint names). Tensor-merging conversions
+    are not applied: such checkpoints stay mismatched and are refused by the strict check."""
+    expected = set(module.state_dict())
+    if all(key in expected for key in state_dict):
+        return state_dict
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import WeightRenaming, rename_source_key
+    except ImportError:
+        return state_dict
+    renamings = [t for t in get_model_conversion_mapping(module) if isinstance(t, WeightRenaming)]
+    renamed = {}
+    for key, value in state_dict.items():
+        new = key if key in expected else rename_source_key(key, renamings, [])[0]
+        renamed[new if new not in renamed else key] = value
+    return renamed
+
+
 def align_state_dict(module: nn.Module, state_dict: dict[str, torch.Tensor], component: str) -> dict:
     """Accept the harmless ways checkpoints differ from `module.state_dict()`, before the strict check.
 
     * tied weights: a checkpoint may carry any one, or all, of the keys of a tied tensor; all keys get the
       first present one (transformers' own tying keeps the first);
     * non-persistent buffers (e.g. CLIP's `position_ids`) saved by older transformers versions are dropped.
+    * checkpoint names that transformers >= 5 renames when it loads (e.g. DINOv2's `attention.attention.query`
+      -> `attention.q_proj` in Depth Anything; Hub files keep the old names) get transformers' own renaming.
     Everything else (a missing, unexpected or mis-shaped weight) is left for `load_strict` to refuse.
     """
-    state_dict = dict(state_dict)
+    state_dict = _renamed_as_transformers_loads(module, dict(state_dict))
     for keys in _tied_groups(module):
         present = [k for k in keys if k in state_dict]
         if not present:

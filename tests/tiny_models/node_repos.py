@@ -24,6 +24,7 @@ REPO_NAMES = {  # tiny_models.repos builder name -> folder name under models/kan
     "k3": "kandinsky-3",
 }
 PRIOR, DECODER, INPAINT, DEPTH, K3 = (REPO_NAMES[k] for k in ("prior", "decoder22", "inpaint22", "depth22", "k3"))
+DEPTH_ESTIMATOR = "dpt-hybrid-midas"  # a tiny DPT (transformers layout) under the depth workflows' model name
 SAME = 1e-6  # node graph vs core stage functions
 NOT_A_REPO = "not-a-repo"  # a folder without model_index.json
 OTHER_PIPELINE = "stable-diffusion"  # a diffusers folder of another pipeline
@@ -31,7 +32,9 @@ OTHER_PIPELINE = "stable-diffusion"  # a diffusers folder of another pipeline
 
 @functools.lru_cache(maxsize=None)
 def tiny_model_dir() -> Path:
-    """models/kandinsky with the tiny 2.2 prior, decoder, inpaint, depth and Kandinsky 3 repos (deleted at exit)."""
+    """models/kandinsky with the tiny 2.2 prior, decoder, inpaint, depth and Kandinsky 3 repos and a tiny depth
+    estimator (deleted at exit)."""
+    from tiny_models.depth import build_dpt
     from tiny_models.k3 import build_k3_repo
     from tiny_models.repos import build_decoder_repo, build_prior_repo
 
@@ -48,6 +51,7 @@ def tiny_model_dir() -> Path:
         else:
             built = build_decoder_repo(build, key)
         shutil.move(str(built), str(models / name))
+    build_dpt(models / DEPTH_ESTIMATOR)
     (models / NOT_A_REPO / "unet").mkdir(parents=True)
     (models / OTHER_PIPELINE).mkdir()
     (models / OTHER_PIPELINE / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
