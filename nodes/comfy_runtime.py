@@ -207,7 +207,10 @@ class ComfyRuntime:
 
 
 def _latent_previewer(owner: object, device: torch.device):
-    import latent_preview
+    try:
+        import latent_preview
+    except ImportError:  # a host without ComfyUI's preview module: no previews
+        return None
 
     from . import previews
     from .comfy_bridge import KandinskyLatentFormat

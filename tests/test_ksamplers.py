@@ -233,8 +233,9 @@ def test_karras_schedule_spacing():
 
 def test_sampler_table_and_names():
     assert decoder.SAMPLERS[:2] == ["ddpm", "ddim"]  # old names first: saved workflows keep their choice
-    assert decoder.SAMPLERS[2:] == ["euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_karras",
-                                    "dpmpp_2m_sde_karras"]
+    assert decoder.SAMPLERS[2:8] == ["euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_karras",
+                                     "dpmpp_2m_sde_karras"]
+    assert decoder.SAMPLERS[8:] == ["k3_original", "flash"]  # the original Kandinsky 3.1 release's samplers
     for fn in kdiffusion.SAMPLERS.values():
         assert fn.__doc__ and "\n" not in fn.__doc__.strip()
 

@@ -193,7 +193,7 @@ def test_import_registers_the_model_folder(comfy):
     paths = comfy.folder_paths.get_folder_paths("kandinsky")
     assert paths == [str(tiny_model_dir()), os.path.join(comfy.folder_paths.models_dir, "kandinsky")]
     decoders = pack.NODE_CLASS_MAPPINGS["KandinskyDecoderLoader"].INPUT_TYPES()["required"]["decoder_name"][0]
-    assert decoders == sorted(REPO_NAMES[k] for k in ("decoder22", "inpaint22", "depth22")) + ["own-decoder"]
+    assert decoders == sorted(REPO_NAMES[k] for k in ("decoder22", "inpaint22", "depth22", "k3")) + ["own-decoder"]
     unet, _ = call(pack.NODE_CLASS_MAPPINGS["KandinskyDecoderLoader"], decoder_name="own-decoder", dtype="auto")
     assert unet.variant.task == "text2img" and unet.dtype == torch.float32  # auto on a CPU torch device
 

@@ -75,7 +75,11 @@ def weights_dir(folder: str | Path) -> Path | None:
 
 
 def is_original_release(folder: str | Path) -> bool:
-    return weights_dir(folder) is not None
+    try:
+        return weights_dir(folder) is not None
+    except OSError as e:  # an unreadable folder is no release (the loaders list the rest)
+        logger.warning("Skipping %s: %s", folder, e)
+        return False
 
 
 def list_original_unets(folder: str | Path) -> list[OriginalUNetFile]:
