@@ -154,9 +154,17 @@ def _original_releases(max_depth: int = 2) -> list[tuple[str, Path]]:
                     rel = child.relative_to(root).as_posix()
                     if rel not in [name for name, _ in found]:
                         found.append((rel, child))
-                elif depth + 1 < max_depth and not (child / MODEL_INDEX_NAME).is_file():
+                elif depth + 1 < max_depth and not _is_repo_or_unreadable(child):
                     stack.append((child, depth + 1))
     return found
+
+
+def _is_repo_or_unreadable(folder: Path) -> bool:
+    """A diffusers repo folder, or one that cannot be read: neither is searched for release folders."""
+    try:
+        return (folder / MODEL_INDEX_NAME).is_file()
+    except OSError:
+        return True
 
 
 def list_original_unets() -> list[str]:
