@@ -365,6 +365,25 @@ def test_web_extension_and_workflow_templates_are_served(comfy_server):
     assert ui["version"] == 0.4
 
 
+PLAYWRIGHT = os.environ.get("KANDINSKY_PLAYWRIGHT")  # a folder whose node_modules holds playwright-core
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.mark.parametrize("renderer", ["classic", "vue"])
+@pytest.mark.skipif(not (PLAYWRIGHT and shutil.which("node") and os.path.exists(CHROMIUM)),
+                    reason="set KANDINSKY_PLAYWRIGHT to a folder with `npm install playwright-core` (and CHROMIUM to "
+                           "a chromium, default /usr/bin/chromium) to drive the real frontend")
+def test_interpolate_extension_in_the_real_frontend(comfy_server, renderer):
+    """KandinskyInterpolate's extension in the classic and the Nodes 2.0 (Vue) renderer: share labels shown, the
+    displayed weights are the sent ones, also after save and load (tests/web/interpolate_renderers.mjs)."""
+    script = ROOT / "tests" / "web" / "interpolate_renderers.mjs"
+    run = subprocess.run(["node", str(script), comfy_server.url, renderer], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "KANDINSKY_PLAYWRIGHT": PLAYWRIGHT, "CHROMIUM": CHROMIUM})
+    if run.returncode == 3:
+        pytest.skip(run.stdout.strip())
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
 @pytest.mark.parametrize("name", [p.stem for p in API_FILES])
 def test_api_workflow_runs_through_post_prompt(comfy_server, name):
     prompt, side = tiny_prompt(comfy_server, load_api(name), name)
