@@ -1,4 +1,5 @@
-"""Decoder conditioning: embeds (and, for 2.1, prompt text) arranged as [negative, positive] batches."""
+"""Decoder conditioning: embeds (and, for 2.1, prompt text; for 3, masked text states) arranged as
+[negative, positive] batches."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,14 +7,41 @@ from dataclasses import dataclass
 import torch
 
 from ..components import DecoderUNet
-from ..payloads import Embeds
+from ..payloads import Embeds, TextEmbeds
 
 
 @dataclass(frozen=True)
 class DecoderConditioning:
-    image_embeds: torch.Tensor  # B or 2B, D
+    image_embeds: torch.Tensor | None  # 2.x: B or 2B, D (None for 3)
     text_embeds: torch.Tensor | None = None  # 2.1: pooled M-CLIP text, B or 2B, 768
-    text_hidden_states: torch.Tensor | None = None  # 2.1: M-CLIP tokens, B or 2B, 77, 1024
+    text_hidden_states: torch.Tensor | None = None  # 2.1: M-CLIP tokens, B or 2B, 77, 1024; 3: T5 states, B, L, D
+    text_mask: torch.Tensor | None = None  # 3: B or 2B, L bool, True where a token is attended
+
+
+def conditioning_for(unet: DecoderUNet, embeds: Embeds | TextEmbeds, batch: int, cfg: bool,
+                     device: torch.device) -> DecoderConditioning:
+    """The UNet's conditioning for `batch` latents: 2.x image embeds (decoder_conditioning) or K3 text states."""
+    if unet.version == "3":
+        return text_conditioning(unet, embeds, batch, cfg, device)
+    return decoder_conditioning(unet, embeds, batch, cfg, device)
+
+
+def text_conditioning(unet: DecoderUNet, embeds: TextEmbeds, batch: int, cfg: bool,
+                      device: torch.device) -> DecoderConditioning:
+    """Kandinsky 3: text states and mask for `batch` latents (rows reused cyclically), [negative, positive]
+    with guidance (the text encoder's own negative states, zeros with an all-False mask without a negative)."""
+    if embeds.width != unet.variant.text_hidden_dim:
+        raise ValueError(
+            f"The text embeds are {embeds.width} wide but the UNet '{unet.name}' reads {unet.variant.text_hidden_dim}-"
+            "wide text states: use the text encoder of the same Kandinsky 3 repo."
+        )
+    rows = torch.arange(batch) % embeds.batch
+    states, mask = embeds.embeds[rows], embeds.mask[rows]
+    if cfg:
+        states = torch.cat([embeds.negative_embeds[rows], states])
+        mask = torch.cat([embeds.negative_mask[rows], mask])
+    return DecoderConditioning(None, text_hidden_states=states.to(device=device, dtype=unet.dtype),
+                               text_mask=mask.to(device))
 
 
 def decoder_conditioning(unet: DecoderUNet, embeds: Embeds, batch: int, cfg: bool,

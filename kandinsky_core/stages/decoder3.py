@@ -14,14 +14,15 @@ from ..payloads import TextEmbeds
 from ..runtime import Runtime
 from ..schedulers import make_scheduler, timesteps_for_strength
 from ..schedulers.noise import randn
-from . import decoder3_original
+from . import decoder3_original, ksampling
+from .conditioning import text_conditioning
 from .scheduling import scheduler_config_for
 from .sizes import crop_to, pad_to, padded_size
 from .validation import check_guidance, check_runs_a_step, check_steps, check_strength
 
 logger = logging.getLogger(__name__)
 
-SAMPLERS = ["ddpm", "ddim"]
+SAMPLERS = ["ddpm", "ddim", *ksampling.SAMPLERS]  # ksampling's run in stages/ksampling.py
 
 
 def check_versions(unet: DecoderUNet, embeds: object) -> None:
@@ -54,17 +55,8 @@ def _batch_latents(latents: torch.Tensor, embeds: TextEmbeds) -> torch.Tensor:
 
 def _context(unet: DecoderUNet, embeds: TextEmbeds, batch: int, cfg: bool, device: torch.device):
     """(states, mask) for `batch` latents (rows reused cyclically), as [negative, positive] with guidance."""
-    if embeds.width != unet.variant.text_hidden_dim:
-        raise ValueError(
-            f"The text embeds are {embeds.width} wide but the UNet '{unet.name}' reads {unet.variant.text_hidden_dim}-"
-            "wide text states: use the text encoder of the same Kandinsky 3 repo."
-        )
-    rows = torch.arange(batch) % embeds.batch
-    states, mask = embeds.embeds[rows], embeds.mask[rows]
-    if cfg:
-        states = torch.cat([embeds.negative_embeds[rows], states])
-        mask = torch.cat([embeds.negative_mask[rows], mask])
-    return states.to(device=device, dtype=unet.dtype), mask.to(device)
+    cond = text_conditioning(unet, embeds, batch, cfg, device)
+    return cond.text_hidden_states, cond.text_mask
 
 
 def sample(unet: DecoderUNet, embeds: TextEmbeds, latents: torch.Tensor, *, generator: torch.Generator,
@@ -92,10 +84,19 @@ def sample(unet: DecoderUNet, embeds: TextEmbeds, latents: torch.Tensor, *, gene
     if hint is not None:
         raise ValueError(f"A hint was given but the UNet '{unet.name}' is Kandinsky 3, which takes no depth hint: "
                          "disconnect the hint.")
-    if mask is not None or unet.variant.task != "text2img":
+    if unet.variant.task != "text2img":
         raise ValueError(
             f"Inpainting is not available for the Kandinsky 3 UNet '{unet.name}' ({unet.variant.task}) here: encode "
             "the image without a mask."
+        )
+    if sampler in ksampling.SAMPLERS:  # a mask is masked img2img there (the plain K3 UNet has no mask channels)
+        return ksampling.sample(unet, embeds, latents, generator=generator, steps=steps, guidance_scale=guidance_scale,
+                                sampler=sampler, denoise=denoise, hint=None, mask=mask, runtime=runtime)
+    if mask is not None:
+        raise ValueError(
+            f"Inpainting is not available for the Kandinsky 3 UNet '{unet.name}' with sampler '{sampler}': encode the "
+            f"image without a mask, or pick one of {list(ksampling.SAMPLERS)} (they keep the unmasked area, as "
+            "ComfyUI's masked image-to-image)."
         )
     latents = _batch_latents(latents, embeds)
     batch, _, h, w = latents.shape

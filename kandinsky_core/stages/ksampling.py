@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from ..components import DecoderUNet
-from ..payloads import Embeds, Hint
+from ..payloads import Embeds, Hint, TextEmbeds
 from ..runtime import Runtime
 from ..schedulers import kdiffusion
 from ..schedulers.noise import randn
@@ -52,7 +52,7 @@ def schedule_for(unet: DecoderUNet, sampler: str, steps: int) -> SigmaSchedule:
     return entry.schedule(unet.scheduler_configs["scheduler"], steps, karras=entry.karras)
 
 
-def sample(unet: DecoderUNet, embeds: Embeds, latents: torch.Tensor, *, generator: torch.Generator, steps: int,
+def sample(unet: DecoderUNet, embeds: Embeds | TextEmbeds, latents: torch.Tensor, *, generator: torch.Generator, steps: int,
            guidance_scale: float, sampler: str, denoise: float, hint: Hint | None, mask: torch.Tensor | None,
            runtime: Runtime) -> torch.Tensor:
     """decoder.sample for the samplers in SAMPLERS (inputs already checked there); (B, 4, h, w) fp32 CPU."""
@@ -69,7 +69,7 @@ def sample(unet: DecoderUNet, embeds: Embeds, latents: torch.Tensor, *, generato
     cfg = guidance_scale > 1.0
 
     with torch.no_grad():
-        cond = conditioning.decoder_conditioning(unet, embeds, batch, cfg, device)
+        cond = conditioning.conditioning_for(unet, embeds, batch, cfg, device)  # 2.x embeds or K3 text
         noise = randn((batch, 4, *padded), generator, device, torch.float32)
         init = pad_to(latents.to(device=device, dtype=torch.float32), padded)
         inpaint = blend = None
