@@ -9,6 +9,10 @@ is ACTIVATION_BYTES_PER_LATENT_PIXEL in nodes/bridge.py (the intercept, allocato
 printed too). Linux only.
 
     python benchmarks/measure_unet_memory.py --version 2.2 --sides 32 48
+    MALLOC_MMAP_THRESHOLD_=65536 python benchmarks/measure_unet_memory.py --version 3 --sides 16 32
+
+Kandinsky 3 (3.06 B parameters, ~12.2 GB of fp32 weights) is fed T5 states of K3_TOKENS tokens with a mask
+that attends to the first half (a realistic prompt padded to the longest one in the batch).
 """
 from __future__ import annotations
 
@@ -22,9 +26,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kandinsky_core.configs.unet import K21_DECODER, K22_DECODER  # noqa: E402
+from kandinsky_core.configs.unet3 import K3_UNET  # noqa: E402
 from kandinsky_core.models.unet import KandinskyUNet  # noqa: E402
+from kandinsky_core.models.unet3 import Kandinsky3UNet  # noqa: E402
 
 BATCH = 2
+K3_TOKENS = 128
 
 
 def _status(field: str) -> int:
@@ -36,6 +43,11 @@ def _status(field: str) -> int:
 
 def _inputs(version: str, side: int) -> dict:
     x = torch.randn(BATCH, 4, side, side)
+    if version == "3":
+        mask = torch.arange(K3_TOKENS)[None].expand(BATCH, -1) < K3_TOKENS // 2  # B, L
+        return dict(sample=x, timestep=torch.tensor(500),
+                    encoder_hidden_states=torch.randn(BATCH, K3_TOKENS, K3_UNET.encoder_hid_dim),
+                    encoder_attention_mask=mask)
     if version == "2.2":
         return dict(sample=x, timestep=torch.tensor(500), image_embeds=torch.randn(BATCH, 1280))
     return dict(sample=x, timestep=torch.tensor(500), image_embeds=torch.randn(BATCH, 768),
@@ -55,12 +67,14 @@ def peak_bytes(unet: torch.nn.Module, version: str, side: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--version", choices=["2.1", "2.2"], default="2.2")
+    parser.add_argument("--version", choices=["2.1", "2.2", "3"], default="2.2")
     parser.add_argument("--sides", type=int, nargs=2, default=[32, 48])
     args = parser.parse_args()
-    config = K22_DECODER if args.version == "2.2" else K21_DECODER
-    with torch.device("meta"):
-        unet = KandinskyUNet(config)
+    with torch.device("meta"):  # no weights allocated until to_empty
+        if args.version == "3":
+            unet = Kandinsky3UNet(K3_UNET)
+        else:
+            unet = KandinskyUNet(K22_DECODER if args.version == "2.2" else K21_DECODER)
     unet = unet.to_empty(device="cpu").eval()
     with torch.no_grad():
         for p in unet.parameters():
@@ -70,8 +84,9 @@ def main() -> None:
     peaks = {side: peak_bytes(unet, args.version, side) for side in (small, large)}
     slope = (peaks[large] - peaks[small]) / (BATCH * (large * large - small * small))
     intercept = peaks[small] - slope * BATCH * small * small
-    print(json.dumps({"version": args.version, "peak_bytes": peaks, "bytes_per_sample_latent_pixel": round(slope),
-                      "intercept_bytes": round(intercept)}))
+    tokens = {"tokens": K3_TOKENS} if args.version == "3" else {}
+    print(json.dumps({"version": args.version, **tokens, "peak_bytes": peaks,
+                      "bytes_per_sample_latent_pixel": round(slope), "intercept_bytes": round(intercept)}))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ class KandinskyUNetToModel:
         "Turns a Kandinsky decoder UNet into a ComfyUI MODEL for KSampler, KSamplerAdvanced and "
         "SamplerCustomAdvanced with any of ComfyUI's samplers and schedulers. Its sigmas are the repo's own "
         "training schedule; the model predicts eps (the learned-variance half is dropped). Condition it with "
-        "KandinskyConditioning; inpainting UNets take the LATENT's noise_mask."
+        "KandinskyConditioning; inpainting UNets take the LATENT's noise_mask. Kandinsky 3: KSampler's cfg is "
+        "K3's guidance_scale + 1 (K3's default 3.0 is cfg 4.0)."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("MODEL",)
@@ -37,7 +38,8 @@ class KandinskyUNetToModel:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "unet": (UNET, {"tooltip": "The UNet from KandinskyDecoderLoader (text-to-image, inpainting or depth)."}),
+            "unet": (UNET, {"tooltip": "The UNet from KandinskyDecoderLoader (2.x text-to-image, inpainting or depth; "
+                                       "Kandinsky 3)."}),
         }}
 
     def convert(self, unet):
@@ -48,7 +50,9 @@ class KandinskyConditioning:
     DESCRIPTION = (
         "Turns Kandinsky embeddings into ComfyUI CONDITIONING for a KandinskyUNetToModel MODEL: positive = the "
         "prior's image embeddings, negative = the prior's own negative embeddings (not zeros). Kandinsky 2.1 "
-        "also carries the prompts for the UNet's text encoder; a depth hint rides along in both."
+        "also carries the prompts for the UNet's text encoder; a depth hint rides along in both. Kandinsky 3 "
+        "(KandinskyTextEncode's embeds): the T5 states and their mask, negative = the encoder's negative prompt "
+        "states; KSampler's cfg = K3 guidance_scale + 1."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
@@ -64,7 +68,8 @@ class KandinskyConditioning:
         return {
             "required": {
                 "embeds": (EMBEDS, {"tooltip": "Embeddings from a prior node of the same Kandinsky version as the "
-                                               "UNet (KandinskyPriorEncode, KandinskyImageEmbed, ...)."}),
+                                               "UNet (KandinskyPriorEncode, KandinskyImageEmbed, ...), or Kandinsky "
+                                               "3 text embeds (KandinskyTextEncode)."}),
             },
             "optional": {
                 "hint": (HINT, {"tooltip": "Depth hint (KandinskyDepthHint); required by, and only for, the depth "

@@ -8,7 +8,9 @@ modules. Imported only inside ComfyUI (by the bridge nodes' functions).
   model_sampling from model_config.sampling_settings) keeps it; see docs/COMFY_SAMPLING.md.
 * Conditioning (from KandinskyConditioning) arrives in `extra_conds`: image embeds as the cross-attention
   tensor, the 2.1 prompts (encoded here by the UNet's M-CLIP), the depth hint; inpainting channels
-  [masked image latents, keep mask] come from the LATENT's noise_mask and the input latents.
+  [masked image latents, keep mask] come from the LATENT's noise_mask and the input latents. Kandinsky 3:
+  the T5 states as the cross-attention tensor and their mask, padded together when ComfyUI batches conds
+  of different token lengths (see `text_mask_cond`).
 * VAE: `MoVQVAE` is a comfy.sd.VAE around the MoVQ, so VAEDecode / VAEDecodeTiled / VAEEncode /
   VAEEncodeForInpaint work on MoVQ latents.
 """
@@ -78,6 +80,14 @@ class KandinskySampling(comfy.model_sampling.ModelSamplingDiscrete, comfy.model_
         self.set_sigmas(sigmas)
 
 
+def text_mask_cond(mask: torch.Tensor) -> comfy.conds.CONDCrossAttn:
+    """Kandinsky 3's text mask (B, L) as a (B, L, 1) CONDCrossAttn: batched exactly like the states' stock
+    CONDCrossAttn, which repeats a shorter token sequence to the common (LCM) length. Repeating states and mask
+    together leaves K3's masked cross-attention and its attention pooling (query = mean over all tokens)
+    unchanged; zero-padding with mask 0 would not (it shrinks that mean): tests/test_bridge.py measures both."""
+    return comfy.conds.CONDCrossAttn(mask[..., None])
+
+
 class KandinskyEps(nn.Module):
     """ComfyUI's `diffusion_model`: (x_in, timestep, context=image embeds, ...) -> eps (variance dropped).
 
@@ -95,11 +105,15 @@ class KandinskyEps(nn.Module):
         return next(self.unet.parameters()).dtype
 
     def forward(self, x, timesteps, context=None, control=None, transformer_options={}, hint=None,
-                text_embeds=None, text_hidden_states=None, **kwargs):
-        """x (B, 4 [+ 5 inpaint channels], h, w) already scaled by 1/sqrt(sigma^2 + 1); context (B, 1, D)."""
+                text_embeds=None, text_hidden_states=None, text_mask=None, **kwargs):
+        """x (B, 4 [+ 5 inpaint channels], h, w) already scaled by 1/sqrt(sigma^2 + 1); context (B, 1, D),
+        Kandinsky 3: (B, L, D) text states with text_mask (B, L)."""
         h, w = x.shape[-2:]
         x = pad_to(x, padded_size(h, w, self.bundle.latent_multiple))
-        cond = DecoderConditioning(context[:, 0], text_embeds, text_hidden_states)
+        if self.bundle.version == "3":  # text_mask (B, L, 1) from text_mask_cond
+            cond = DecoderConditioning(None, text_hidden_states=context, text_mask=text_mask[..., 0])
+        else:
+            cond = DecoderConditioning(context[:, 0], text_embeds, text_hidden_states)
         extra = x[:, LATENT_CHANNELS:] if x.shape[1] > LATENT_CHANNELS else None
         eps = unet_eps(self.bundle, x[:, :LATENT_CHANNELS], timesteps, cond, extra, hint)  # variance half dropped
         return crop_to(eps, (h, w))
@@ -120,6 +134,8 @@ class KandinskyModel(comfy.model_base.BaseModel):
         out = super().extra_conds(**kwargs)  # the image embeds (cross_attn) -> c_crossattn
         unet, noise = self.kandinsky, kwargs["noise"]
         bridge.check_conditioning(unet, kwargs)
+        if unet.version == "3":  # the states are the stock c_crossattn; their mask pads along with them
+            out["text_mask"] = text_mask_cond(kwargs[bridge.TEXT_MASK])
         if unet.version == "2.1":
             pooled, hidden = core_conditioning._encode_texts(unet, list(kwargs[bridge.TEXTS]))
             out["text_embeds"] = comfy.conds.CONDRegular(pooled)
@@ -160,6 +176,7 @@ class KandinskyModel(comfy.model_base.BaseModel):
 
 def model_patcher(unet: DecoderUNet) -> comfy.model_patcher.ModelPatcher:
     """The MODEL for a KANDINSKY_UNET (ComfyUI's node cache keeps it while the loader's output stays)."""
+    bridge.check_bridgeable(unet)
     movq = previews.movq_for(unet)
     model = KandinskyModel(unet, previews.latent_rgb(unet), movq.scale_factor if movq is not None else 8)
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
