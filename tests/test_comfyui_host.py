@@ -421,6 +421,37 @@ def test_kandinsky3_fp8_and_memory_modes_through_post_prompt(comfy_server, encod
     assert png_size(comfy_server.get_bytes(f"/view?{query}")) == (side, side)
 
 
+def saved_image(server: ComfyServer, prompt: dict, entry: dict) -> bytes:
+    """The bytes of the one SaveImage output of a finished prompt."""
+    saved = [image for nid, out in entry["outputs"].items() for image in out.get("images", [])
+             if prompt[nid]["class_type"] == "SaveImage"]
+    assert len(saved) == 1
+    return server.get_bytes("/view?" + urllib.parse.urlencode({k: saved[0][k] for k in ("filename", "subfolder", "type")}))
+
+
+def test_kandinsky3_ksampler_samplers_through_post_prompt(comfy_server):
+    """The K3 bridge workflow with euler / normal and dpmpp_2m / karras (the parity with the core samplers is
+    in tests/bridge_comfy_script.py); a K3 CONDITIONING on a 2.2 MODEL is the bridge's version error."""
+    images = {}
+    for sampler, scheduler in (("euler", "normal"), ("dpmpp_2m", "karras")):
+        prompt, _ = tiny_prompt(comfy_server, load_api("kandinsky-3-ksampler-text-to-image"), f"k3-ks-{sampler}")
+        ksampler = next(nid for nid, n in prompt.items() if n["class_type"] == "KSampler")
+        prompt[ksampler]["inputs"].update(sampler_name=sampler, scheduler=scheduler, steps=3)
+        entry = comfy_server.wait(comfy_server.queue(prompt))
+        assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[:4000]
+        images[sampler] = saved_image(comfy_server, prompt, entry)
+    assert images["euler"] != images["dpmpp_2m"]
+
+    prompt, _ = tiny_prompt(comfy_server, load_api("kandinsky-3-ksampler-text-to-image"), "k3-on-22")
+    unet_loader = next(nid for nid, n in prompt.items() if n["class_type"] == "KandinskyDecoderLoader")
+    prompt[unet_loader]["inputs"]["decoder_name"] = "kandinsky-2-2-decoder"
+    entry = comfy_server.wait(comfy_server.queue(prompt))
+    assert entry["status"]["status_str"] == "error"
+    error = execution_messages(entry)["execution_error"]
+    assert error["node_type"] == "KSampler" and error["exception_type"].endswith("ValueError")
+    assert "Kandinsky 3 text embeds" in error["exception_message"] and "Kandinsky 2.2" in error["exception_message"]
+
+
 def test_depth_unet_without_hint_is_the_nodes_error_in_history(comfy_server):
     prompt, _ = tiny_prompt(comfy_server, load_api("kandinsky-2-2-depth-text-to-image"), "nohint")
     sampler = next(nid for nid, n in prompt.items() if n["class_type"] == "KandinskyUNetSampler")

@@ -76,7 +76,7 @@ EXPECTED = {  # the tasks the issue asks for, by file name
     "kandinsky-2-1-inpaint", "kandinsky-2-1-interpolate", "kandinsky-3-text-to-image", "kandinsky-3-image-to-image",
     "kandinsky-3-1-inpaint", "kandinsky-3-1-flash",
     "kandinsky-2-2-ksampler-text-to-image", "kandinsky-2-2-ksampler-image-to-image", "kandinsky-2-2-ksampler-inpaint",
-    "kandinsky-2-2-custom-sampler-karras",
+    "kandinsky-2-2-custom-sampler-karras", "kandinsky-3-ksampler-text-to-image",
 }
 
 

@@ -785,6 +785,20 @@ def custom_sampler_karras() -> Graph:
     return g
 
 
+def ksampler_text_to_image3() -> Graph:
+    g = Graph("kandinsky-3-ksampler-text-to-image")
+    _common_notes(g, "## Kandinsky 3 with KSampler: text to image\n\nThe T5 text states (positive = the prompt, "
+                     "negative = the negative prompt's states) drive ComfyUI's stock **KSampler** (DPM++ 2M with the "
+                     "Karras schedule, 30 steps) over the K3 UNet's own cosine schedule. Kandinsky 3 guides as "
+                     "(g + 1)·cond − g·uncond, so ComfyUI's `cfg` is K3's guidance scale + 1: cfg 4 is K3's default "
+                     "guidance 3. See docs/COMFY_SAMPLING.md." + K3_NOTE, ("k3",))
+    embeds, decoder = _k3_models(g, "A photograph of the inside of a subway train. There are raccoons sitting on "
+                                    "the seats. One of them is reading a newspaper.", "low quality, bad anatomy")
+    model, cond, vae = _bridge(g, decoder, embeds)
+    _ksample_and_save(g, model, cond, vae, _empty_latent(g, 330, 1024), "kandinsky3_ksampler_t2i")
+    return g
+
+
 def all_graphs() -> list[Graph]:
     return [
         text_to_image("2.2"), image_to_image("2.2"), inpaint("2.2"), interpolate("2.2"), emb2emb(),
@@ -793,6 +807,7 @@ def all_graphs() -> list[Graph]:
         text_to_image3(), image_to_image3(),
         inpaint31(), flash31(),
         ksampler_text_to_image(), ksampler_image_to_image(), ksampler_inpaint(), custom_sampler_karras(),
+        ksampler_text_to_image3(),
     ]
 
 
