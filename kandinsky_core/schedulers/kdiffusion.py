@@ -3,8 +3,13 @@
 `sampler(denoiser, x, sigmas, generator, callback) -> x` walks x from σ = sigmas[0] to sigmas[-1] (0) in
 x = x₀ + σ·ε space. `denoiser(x, σ)` returns the x₀ estimate (guidance, conditioning and the model's
 parametrization live there, not here); `callback(i, denoised)` is called after step i (may be None);
-noise is drawn in fp32 from `generator` (on its device, the CPU) like the rest of the pack. Each matches
-diffusers' scheduler of the same algorithm given the same σ grid and generator.
+noise is drawn in fp32 from `generator` (on its device, the CPU) like the rest of the pack.
+
+The `*_vp` samplers walk the variance-preserving variable x / √(σ² + 1) = α·x₀ + σ_vp·ε instead (with
+α = 1 / √(σ² + 1), σ_vp = σ·α), and their denoiser takes that variable too: the same algorithm as the
+sampler without the suffix, in the variable and with the arithmetic of diffusers' DPMSolverMultistepScheduler
+(the plain ones are k-diffusion's, as ComfyUI runs them). Each matches diffusers' scheduler of the same
+algorithm given the same σ grid and generator.
 """
 from __future__ import annotations
 
@@ -118,10 +123,65 @@ def dpmpp_2m_sde(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
     return x
 
 
+def vp_coefficients(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(α, σ_vp) of x_vp = α·x₀ + σ_vp·ε at σ, computed as diffusers' DPM-Solver computes them."""
+    alpha = 1 / ((sigma**2 + 1) ** 0.5)
+    return alpha, sigma * alpha
+
+
+def _log_snr(sigma: torch.Tensor) -> torch.Tensor:
+    """λ = log α - log σ_vp (= -log σ; +inf at σ = 0)."""
+    alpha, sigma_vp = vp_coefficients(sigma)
+    return torch.log(alpha) - torch.log(sigma_vp)
+
+
+def _dpmpp_vp(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator | None,
+              callback: Callback, sde: bool) -> torch.Tensor:
+    """DPM-Solver++(2M) midpoint (ODE, or SDE with η = 1) in x_vp; first order at the first and last step."""
+    old_denoised = None
+    for i in range(len(sigmas) - 1):
+        denoised = denoiser(x, sigmas[i])
+        alpha_t, sigma_t = vp_coefficients(sigmas[i + 1])
+        _, sigma_s = vp_coefficients(sigmas[i])
+        h = _log_snr(sigmas[i + 1]) - _log_snr(sigmas[i])
+        second_order = old_denoised is not None and sigmas[i + 1] > 0
+        if second_order:
+            r = (_log_snr(sigmas[i]) - _log_snr(sigmas[i - 1])) / h
+            d1 = (1.0 / r) * (denoised - old_denoised)
+        if sde:
+            gain = alpha_t * (1 - torch.exp(-2.0 * h))
+            x = (sigma_t / sigma_s * torch.exp(-h)) * x + gain * denoised
+            if second_order:
+                x = x + 0.5 * gain * d1
+            x = x + sigma_t * torch.sqrt(1.0 - torch.exp(-2 * h)) * _noise_like(x, generator)
+        else:
+            gain = alpha_t * (torch.exp(-h) - 1.0)
+            x = (sigma_t / sigma_s) * x - gain * denoised
+            if second_order:
+                x = x - 0.5 * gain * d1
+        old_denoised = denoised
+        _report(callback, i, denoised)
+    return x
+
+
+def dpmpp_2m_vp(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator | None = None,
+                callback: Callback = None) -> torch.Tensor:
+    """DPM-Solver++(2M) in x / √(σ² + 1), as diffusers' DPMSolverMultistepScheduler (dpmsolver++, midpoint)."""
+    return _dpmpp_vp(denoiser, x, sigmas, generator, callback, sde=False)
+
+
+def dpmpp_2m_sde_vp(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+                    generator: torch.Generator | None = None, callback: Callback = None) -> torch.Tensor:
+    """SDE DPM-Solver++(2M) in x / √(σ² + 1), as diffusers' DPMSolverMultistepScheduler (sde-dpmsolver++)."""
+    return _dpmpp_vp(denoiser, x, sigmas, generator, callback, sde=True)
+
+
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "euler": euler,
     "euler_ancestral": euler_ancestral,
     "heun": heun,
     "dpmpp_2m": dpmpp_2m,
     "dpmpp_2m_sde": dpmpp_2m_sde,
+    "dpmpp_2m_vp": dpmpp_2m_vp,
+    "dpmpp_2m_sde_vp": dpmpp_2m_sde_vp,
 }

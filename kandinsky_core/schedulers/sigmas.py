@@ -135,7 +135,8 @@ def dpm_solver_schedule(config: SchedulerConfig, steps: int, karras: bool = Fals
     """The σ grid of diffusers' DPMSolverMultistepScheduler `set_timesteps(steps)` for this config (final σ 0):
     timesteps by `timestep_spacing` over steps + 1 points (the last dropped), σ interpolated at them; with
     Karras, σ re-spaced over the whole training table and the model timesteps rounded (except for
-    squaredcos_cap_v2). The solver works in x / √(σ² + 1), so the pure-noise start is √(σ_0² + 1)."""
+    squaredcos_cap_v2). diffusers' solver works in x / √(σ² + 1) and starts from the noise itself: √(σ_0² + 1)
+    in x, this schedule's init_noise_sigma."""
     _check_steps(config, steps)
     total = config.num_train_timesteps
     if config.timestep_spacing == "linspace":

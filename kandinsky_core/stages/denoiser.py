@@ -1,7 +1,8 @@
 """Discrete-ε denoiser around the Kandinsky UNets, for the k-diffusion-style samplers.
 
 D(x, σ) = x - σ·ε̂(x / √(σ² + 1), t(σ)): the UNet was trained on x_t = √ᾱ_t·x₀ + √(1-ᾱ_t)·ε,
-which is x_σ / √(σ² + 1) for σ = √((1-ᾱ_t)/ᾱ_t). Guidance, the inpaint UNets' extra channels, the depth
+which is x_σ / √(σ² + 1) for σ = √((1-ᾱ_t)/ᾱ_t). `KandinskyDenoiser.vp` takes that scaled latent
+itself (the variable of the `*_vp` samplers and of diffusers' DPM-Solver) and feeds it to the UNet as is. Guidance, the inpaint UNets' extra channels, the depth
 hint, 2.1's text states and the learned-variance split live here, not in the samplers.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Callable
 import torch
 
 from ..components import DecoderUNet
+from ..schedulers.kdiffusion import vp_coefficients
 from ..schedulers.sigmas import timestep_for
 from .conditioning import DecoderConditioning
 
@@ -58,6 +60,11 @@ class InpaintBlend:
     def noised(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return self.keep * (self.image_latents + self.noise * sigma) + (1 - self.keep) * x
 
+    def noised_vp(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """`noised` in the scaled variable x / √(σ² + 1) (diffusers' DPM-Solver add_noise)."""
+        alpha, sigma_vp = vp_coefficients(sigma)
+        return self.keep * (alpha * self.image_latents + sigma_vp * self.noise) + (1 - self.keep) * x
+
     def clean(self, x: torch.Tensor) -> torch.Tensor:
         return self.keep * self.image_latents + (1 - self.keep) * x
 
@@ -92,10 +99,15 @@ class KandinskyDenoiser:
 
     def eps(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Guided ε̂ at (x, σ), in x's dtype."""
-        x_in = (x / (sigma**2 + 1) ** 0.5).to(self.unet.dtype)
+        return self._eps_of_input(x / (sigma**2 + 1) ** 0.5, sigma)
+
+    def _eps_of_input(self, x_in: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Guided ε̂ of the UNet input x / √(σ² + 1), in the input's dtype."""
+        dtype = x_in.dtype
+        x_in = x_in.to(self.unet.dtype)
         if self.cfg:
             x_in = torch.cat([x_in, x_in])  # [uncond, cond] rows
-        eps = unet_eps(self.unet, x_in, self.timestep(sigma), self.cond, self.extra, self.hint).to(x.dtype)
+        eps = unet_eps(self.unet, x_in, self.timestep(sigma), self.cond, self.extra, self.hint).to(dtype)
         if self.cfg:
             uncond, cond = eps.chunk(2)
             eps = self.guided(uncond, cond, self.guidance_scale)
@@ -105,4 +117,13 @@ class KandinskyDenoiser:
         if self.blend is not None:
             x = self.blend.noised(x, sigma)
         denoised = x - sigma * self.eps(x, sigma)
+        return self.blend.clean(denoised) if self.blend is not None else denoised
+
+    def vp(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """x₀ from the scaled latent x / √(σ² + 1) (the `*_vp` samplers' denoiser), as diffusers' DPM-Solver
+        converts ε̂: (x - σ_vp·ε̂) / α."""
+        if self.blend is not None:
+            x = self.blend.noised_vp(x, sigma)
+        alpha, sigma_vp = vp_coefficients(sigma)
+        denoised = (x - sigma_vp * self._eps_of_input(x, sigma)) / alpha
         return self.blend.clean(denoised) if self.blend is not None else denoised

@@ -33,6 +33,7 @@ class KSampler(NamedTuple):
     sampler: Callable[..., torch.Tensor]  # one of schedulers.kdiffusion's samplers
     schedule: Callable[..., SigmaSchedule]  # (config, steps, karras) -> σ grid
     karras: bool  # Karras ρ = 7 σ spacing
+    vp: bool = False  # the sampler walks x / √(σ² + 1) (kdiffusion's *_vp samplers), as diffusers' DPM-Solver
 
 
 # name (KandinskyUNetSampler's `sampler` choice) -> sampler and schedule, matching diffusers' scheduler:
@@ -40,9 +41,9 @@ SAMPLERS: dict[str, KSampler] = {
     "euler": KSampler(kdiffusion.euler, discrete_schedule, False),  # EulerDiscreteScheduler
     "euler_ancestral": KSampler(kdiffusion.euler_ancestral, discrete_schedule, False),  # EulerAncestralDiscrete
     "heun": KSampler(kdiffusion.heun, discrete_schedule, False),  # HeunDiscreteScheduler
-    "dpmpp_2m": KSampler(kdiffusion.dpmpp_2m, dpm_solver_schedule, False),  # DPMSolverMultistepScheduler
-    "dpmpp_2m_karras": KSampler(kdiffusion.dpmpp_2m, dpm_solver_schedule, True),  # ... use_karras_sigmas
-    "dpmpp_2m_sde_karras": KSampler(kdiffusion.dpmpp_2m_sde, dpm_solver_schedule, True),  # ... sde-dpmsolver++
+    "dpmpp_2m": KSampler(kdiffusion.dpmpp_2m_vp, dpm_solver_schedule, False, vp=True),  # DPMSolverMultistep
+    "dpmpp_2m_karras": KSampler(kdiffusion.dpmpp_2m_vp, dpm_solver_schedule, True, vp=True),  # use_karras_sigmas
+    "dpmpp_2m_sde_karras": KSampler(kdiffusion.dpmpp_2m_sde_vp, dpm_solver_schedule, True, vp=True),  # sde-dpmsolver++
 }
 
 
@@ -86,14 +87,24 @@ def sample(unet: DecoderUNet, embeds: Embeds | TextEmbeds, latents: torch.Tensor
             hint=hint_input(hint, (h, w), padded, batch, cfg, device, dtype) if hint is not None else None,
             blend=blend, timestep_of=schedule.timestep_at,
         )
-        sigmas = schedule.sigmas
-        x = noise * schedule.init_noise_sigma if denoise >= 1.0 else init + noise * sigmas[0]
+        sigmas, entry = schedule.sigmas, SAMPLERS[sampler]
+        x = _start(entry.vp, schedule, init, noise, denoise)
 
         def report(i: int, denoised: torch.Tensor) -> None:
             runtime.preview(crop_to(denoised, (h, w)))
             runtime.progress(i + 1, schedule.steps)
 
-        x = SAMPLERS[sampler].sampler(denoiser, x, sigmas, generator, report)
+        x = entry.sampler(denoiser.vp if entry.vp else denoiser, x, sigmas, generator, report)
         if blend is not None:
             x = blend.clean(x)
     return crop_to(x, (h, w)).float().cpu()
+
+
+def _start(vp: bool, schedule: SigmaSchedule, init: torch.Tensor, noise: torch.Tensor, denoise: float) -> torch.Tensor:
+    """The sampler's starting x: pure noise (text-to-image), or the clean latents noised to the first σ; for a
+    `vp` sampler in x / √(σ² + 1), whose pure-noise start is the noise itself (as diffusers' DPM-Solver)."""
+    sigma = schedule.sigmas[0]
+    if vp:
+        alpha, sigma_vp = kdiffusion.vp_coefficients(sigma)
+        return noise if denoise >= 1.0 else alpha * init + sigma_vp * noise
+    return noise * schedule.init_noise_sigma if denoise >= 1.0 else init + noise * sigma
