@@ -426,7 +426,8 @@ def saved_image(server: ComfyServer, prompt: dict, entry: dict) -> bytes:
     saved = [image for nid, out in entry["outputs"].items() for image in out.get("images", [])
              if prompt[nid]["class_type"] == "SaveImage"]
     assert len(saved) == 1
-    return server.get_bytes("/view?" + urllib.parse.urlencode({k: saved[0][k] for k in ("filename", "subfolder", "type")}))
+    query = urllib.parse.urlencode({k: saved[0][k] for k in ("filename", "subfolder", "type")})
+    return server.get_bytes(f"/view?{query}")
 
 
 def test_kandinsky3_ksampler_samplers_through_post_prompt(comfy_server):

@@ -790,8 +790,8 @@ def ksampler_text_to_image3() -> Graph:
     _common_notes(g, "## Kandinsky 3 with KSampler: text to image\n\nThe T5 text states (positive = the prompt, "
                      "negative = the negative prompt's states) drive ComfyUI's stock **KSampler** (DPM++ 2M with the "
                      "Karras schedule, 30 steps) over the K3 UNet's own cosine schedule. Kandinsky 3 guides as "
-                     "(g + 1)·cond − g·uncond, so ComfyUI's `cfg` is K3's guidance scale + 1: cfg 4 is K3's default "
-                     "guidance 3. See docs/COMFY_SAMPLING.md." + K3_NOTE, ("k3",))
+                     "(g + 1)·cond − g·uncond, so ComfyUI's `cfg` is K3's guidance scale + 1: cfg 4 is K3's "
+                     "default guidance 3. See docs/COMFY_SAMPLING.md." + K3_NOTE, ("k3",))
     embeds, decoder = _k3_models(g, "A photograph of the inside of a subway train. There are raccoons sitting on "
                                     "the seats. One of them is reading a newspaper.", "low quality, bad anatomy")
     model, cond, vae = _bridge(g, decoder, embeds)

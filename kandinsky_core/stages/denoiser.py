@@ -40,7 +40,8 @@ def unet_eps(unet: DecoderUNet, x_in: torch.Tensor, timestep: torch.Tensor | flo
              extra: torch.Tensor | None = None, hint: torch.Tensor | None = None) -> torch.Tensor:
     """ε̂ of one UNet call (B, 4, h, w): no guidance, no input scaling. `x_in` (B, 4, h, w) is the already
     scaled latent, `extra` (B, 5, h, w) the inpaint UNets' [masked image latents, keep mask], `hint` the depth
-    hint (B, 3, 8h, 8w); `cond` rows match the batch (Kandinsky 3: its text states and mask). A learned-variance output's second half is dropped."""
+    hint (B, 3, 8h, 8w); `cond` rows match the batch (Kandinsky 3: its text states and mask). A
+    learned-variance output's second half is dropped."""
     model_in = torch.cat([x_in, extra], dim=1) if extra is not None else x_in  # B, 4 (+5), h, w
     if unet.version == "3":  # masked T5 states; no image embeds, no hint
         return unet.unet(model_in, timestep, cond.text_hidden_states, cond.text_mask)[:, : x_in.shape[1]]

@@ -53,8 +53,8 @@ def schedule_for(unet: DecoderUNet, sampler: str, steps: int) -> SigmaSchedule:
     return entry.schedule(unet.scheduler_configs["scheduler"], steps, karras=entry.karras)
 
 
-def sample(unet: DecoderUNet, embeds: Embeds | TextEmbeds, latents: torch.Tensor, *, generator: torch.Generator, steps: int,
-           guidance_scale: float, sampler: str, denoise: float, hint: Hint | None, mask: torch.Tensor | None,
+def sample(unet: DecoderUNet, embeds: Embeds | TextEmbeds, latents: torch.Tensor, *, generator: torch.Generator,
+           steps: int, guidance_scale: float, sampler: str, denoise: float, hint: Hint | None, mask: torch.Tensor | None,
            runtime: Runtime) -> torch.Tensor:
     """decoder.sample for the samplers in SAMPLERS (inputs already checked there); (B, 4, h, w) fp32 CPU."""
     from .decoder import _batch_latents, _inpaint_inputs, hint_input  # decoder dispatches here
