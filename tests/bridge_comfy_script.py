@@ -203,6 +203,11 @@ assert torch.equal(neg_3[0][0], embeds_3.negative_embeds.float()), "negative = t
 ms_3 = model_3.get_model_object("model_sampling")
 assert torch.equal(ms_3.sigmas, bridge.training_sigmas(unet_3)), "the K3 MODEL's sigmas are the core's cosine table"
 RESULT["k3_sigma_max"] = float(ms_3.sigma_max)
+# a stock ModelSamplingDiscrete rebuilds model_sampling from sampling_settings ("cosine" = squaredcos_cap_v2)
+patched_3 = nodes_model_advanced.ModelSamplingDiscrete().patch(model_3, "eps", False)[0]
+rebuilt_3 = patched_3.get_model_object("model_sampling").sigmas
+RESULT["k3_model_sampling_discrete_sigma_rel_diff"] = ((rebuilt_3 - ms_3.sigmas).abs() / ms_3.sigmas).max().item()
+assert RESULT["k3_model_sampling_discrete_sigma_rel_diff"] < 5e-4, RESULT  # float32 table vs float64 rebuild
 # Text to image starts at K3's sigma_max = 20291: the tiny random UNet's eps is no estimate of the noise, so the
 # latents stay ~1e4 (float32 spacing there ~1e-3) and they are compared relative to their size. Heun's first
 # correction there divides x_2 ~ 1e4 by the next sigma and multiplies by dt ~ -2e4, so the two codes' rounding
