@@ -8,15 +8,12 @@ Same text states and mask, same CPU generator: images must agree to 1e-4.
 K3's config sets clip_sample (DDPM's x₀ clipping to [-1, 1]); of the σ schedulers only diffusers' Heun reads
 it, and neither k-diffusion nor ComfyUI clips, so the reference schedulers get clip_sample off.
 """
-from types import SimpleNamespace
-
 import pytest
 import torch
+from test_k3 import ours, pipe, repo  # noqa: F401  (the tiny K3 repo, our models, diffusers' pipeline; module-scoped)
 from test_ksamplers import STEPS, reference_image, reference_latents, reference_scheduler
-from tiny_models.k3 import build_k3_repo, reference_k3
 from tiny_models.parity import as_comfy_image, gen, max_diff, random_image
 
-from kandinsky_core.loading.components import load_decoder, load_text_encoder
 from kandinsky_core.payloads import Embeds, TextEmbeds
 from kandinsky_core.runtime import LocalRuntime
 from kandinsky_core.stages import decoder, ksampling, text3
@@ -28,22 +25,6 @@ SEED = 3
 GUIDANCE = 3.0  # K3's guidance_scale g: eps = (g + 1)·c - g·u
 RT = LocalRuntime("cpu")
 SAMPLER_NAMES = list(ksampling.SAMPLERS)
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    return build_k3_repo(tmp_path_factory.mktemp("ksamplers_k3"))
-
-
-@pytest.fixture(scope="module")
-def ours(repo):
-    unet, movq = load_decoder(repo)
-    return SimpleNamespace(text_encoder=load_text_encoder(repo), unet=unet, movq=movq)
-
-
-@pytest.fixture(scope="module")
-def pipe(repo):
-    return reference_k3(repo)
 
 
 @pytest.fixture(scope="module")

@@ -53,12 +53,6 @@ def _batch_latents(latents: torch.Tensor, embeds: TextEmbeds) -> torch.Tensor:
     return latents
 
 
-def _context(unet: DecoderUNet, embeds: TextEmbeds, batch: int, cfg: bool, device: torch.device):
-    """(states, mask) for `batch` latents (rows reused cyclically), as [negative, positive] with guidance."""
-    cond = text_conditioning(unet, embeds, batch, cfg, device)
-    return cond.text_hidden_states, cond.text_mask
-
-
 def sample(unet: DecoderUNet, embeds: TextEmbeds, latents: torch.Tensor, *, generator: torch.Generator,
            steps: int = 25, guidance_scale: float = 3.0, sampler: str = "ddpm", denoise: float = 1.0,
            hint=None, mask: torch.Tensor | None = None, runtime: Runtime,
@@ -110,7 +104,8 @@ def sample(unet: DecoderUNet, embeds: TextEmbeds, latents: torch.Tensor, *, gene
     scheduler = make_scheduler(scheduler_config_for(unet, sampler))
     timesteps = scheduler.set_timesteps(steps)
     with torch.no_grad():
-        states, text_mask = _context(unet, embeds, batch, cfg, device)
+        cond = text_conditioning(unet, embeds, batch, cfg, device)  # [negative, positive] with guidance
+        states, text_mask = cond.text_hidden_states, cond.text_mask
         noise = randn((batch, 4, *padded), generator, device, dtype)
         if denoise < 1.0:
             timesteps = timesteps_for_strength(timesteps, steps, denoise)
